@@ -1,0 +1,76 @@
+"""Service settings, read from `TUNESERVE_*` environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All tunables of the API and the worker; one instance per process."""
+
+    model_config = SettingsConfigDict(env_prefix="TUNESERVE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("tuneserve-data"))
+    database_url: str | None = None
+    broker_url: str | None = None
+    base_models_dir: Path | None = None
+    queue_name: str = "tuneserve-training"
+
+    # Worker leases: a running job's worker renews its lease every heartbeat; a job whose lease
+    # has expired is taken over by the reaper.
+    heartbeat_seconds: float = 5.0
+    lease_seconds: float = 60.0
+    reaper_interval_seconds: float = 15.0
+    requeue_queued_after_seconds: float = 600.0
+    max_attempts: int = 3
+    visibility_timeout_seconds: int = 6 * 3600
+
+    model_cache_size: int = 4
+    max_upload_bytes: int = 200 * 1024 * 1024
+    max_predict_inputs: int = 256
+    max_labels: int = 100
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'tuneserve.db'}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{self.resolved_data_dir / 'broker.db'}"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.resolved_data_dir / "files"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.resolved_data_dir / "models"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.resolved_data_dir / "jobs"
+
+    @property
+    def resolved_base_models_dir(self) -> Path:
+        if self.base_models_dir is not None:
+            return self.base_models_dir.expanduser().resolve()
+        return self.resolved_data_dir / "base-models"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.uploads_dir, self.models_dir, self.jobs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

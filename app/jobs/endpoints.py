@@ -1,0 +1,70 @@
+"""/v1/jobs: create, list, read, cancel fine-tune jobs and read their metrics."""
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+
+from app.core.deps import SessionDep, SettingsDep
+from app.jobs import service
+from app.jobs.repository import JobRepository
+from app.jobs.schemas import JobList, JobRead, JobSpec, JobStatusName, MetricList
+from app.queue import enqueue_training
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+@router.post("", status_code=201, response_model=JobRead)
+def create_job(
+    spec: JobSpec,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JobRead:
+    """Queue a fine-tune job. The same Idempotency-Key and body return the same job."""
+    job, created = service.create_job(session, settings, spec, idempotency_key)
+    session.commit()
+    if not created:
+        response.status_code = 200
+        return service.to_read(job)
+    # The message goes out only after the row is committed; if sending fails, the job stays
+    # queued and the reaper sends it again.
+    try:
+        enqueue_training(job.id)
+        JobRepository(session).mark_enqueued(job.id)
+        session.commit()
+    except Exception:
+        logger.exception("could not enqueue job %s; the reaper will retry", job.id)
+    return service.to_read(job)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    status: JobStatusName | None = None,
+    cursor: str | None = None,
+) -> JobList:
+    """Jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    return service.list_jobs(session, limit=limit, status=status, cursor=cursor)
+
+
+@router.get("/{job_id}", response_model=JobRead)
+def get_job(session: SessionDep, job_id: str) -> JobRead:
+    return service.to_read(service.get_job(session, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobRead)
+def cancel_job(session: SessionDep, job_id: str) -> JobRead:
+    """Cancel a queued job at once, or a running one at its next training step."""
+    job = service.cancel_job(session, job_id)
+    session.commit()
+    return service.to_read(job)
+
+
+@router.get("/{job_id}/metrics", response_model=MetricList)
+def list_metrics(session: SessionDep, job_id: str) -> MetricList:
+    """One row per finished epoch, written while the job trains."""
+    return service.list_metrics(session, job_id)

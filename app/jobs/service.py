@@ -1,0 +1,176 @@
+"""Creating, reading and cancelling fine-tune jobs."""
+
+import hashlib
+import json
+
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings
+from app.core.errors import ApiError, NotFound
+from app.files.repository import FileRepository
+from app.jobs.repository import JobRepository, decode_cursor, encode_cursor
+from app.jobs.schemas import (
+    FilesDataset,
+    JobError,
+    JobList,
+    JobProgress,
+    JobRead,
+    JobSpec,
+    MetricList,
+    MetricRow,
+)
+from app.models.locator import InvalidModelName, locate_base_model
+from app.models.repository import ModelRepository
+from app.tables import Job, JobStatus, new_id
+
+
+def spec_hash(spec: JobSpec) -> str:
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def create_job(
+    session: Session, settings: Settings, spec: JobSpec, idempotency_key: str | None
+) -> tuple[Job, bool]:
+    """Validate what can be known up front and store the job; returns (job, created)."""
+    repo = JobRepository(session)
+    digest = spec_hash(spec)
+    if idempotency_key is not None:
+        existing = repo.get_by_idempotency_key(idempotency_key)
+        if existing is not None:
+            if existing.request_hash != digest:
+                raise ApiError(
+                    409,
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was already used with a different job spec.",
+                )
+            return existing, False
+    _check_base_model(session, settings, spec.base_model)
+    if isinstance(spec.dataset, FilesDataset):
+        _check_files(session, spec)
+    job = Job(
+        id=new_id("job"),
+        status=JobStatus.queued,
+        spec=spec.model_dump(mode="json"),
+        total_epochs=float(spec.hyperparameters.num_train_epochs),
+        epoch=0.0,
+        step=0,
+        attempts=0,
+        cancel_requested=False,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+    )
+    return repo.add(job), True
+
+
+def _check_base_model(session: Session, settings: Settings, name: str) -> None:
+    try:
+        ref = locate_base_model(settings, name)
+    except InvalidModelName as exc:
+        raise ApiError(422, "invalid_base_model", str(exc)) from exc
+    if ref.kind == "trained" and ModelRepository(session).get(name) is None:
+        raise ApiError(422, "unknown_base_model", f"No trained model with id '{name}'.")
+
+
+def _check_files(session: Session, spec: JobSpec) -> None:
+    assert isinstance(spec.dataset, FilesDataset)
+    files = FileRepository(session)
+    wanted = [spec.text_column, spec.label_column]
+    if spec.text_pair_column:
+        wanted.append(spec.text_pair_column)
+    for split, file_id in (
+        ("train", spec.dataset.train_file_id),
+        ("validation", spec.dataset.validation_file_id),
+    ):
+        record = files.get(file_id)
+        if record is None:
+            raise ApiError(
+                422,
+                "unknown_file",
+                f"The {split} file '{file_id}' does not exist; upload it first.",
+            )
+        missing = [c for c in wanted if c not in record.columns]
+        if missing:
+            raise ApiError(
+                422,
+                "unknown_column",
+                f"The {split} file '{file_id}' has no column {', '.join(map(repr, missing))}; "
+                f"its columns are {', '.join(map(repr, record.columns))}.",
+            )
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = JobRepository(session).get(job_id)
+    if job is None:
+        raise NotFound("job", job_id)
+    return job
+
+
+def list_jobs(session: Session, limit: int, status: str | None, cursor: str | None) -> JobList:
+    position = None
+    if cursor:
+        try:
+            position = decode_cursor(cursor)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_cursor", "The cursor is not one this API gave.") from exc
+    jobs = JobRepository(session).list_recent(limit=limit + 1, status=status, cursor=position)
+    page = jobs[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(jobs) > limit else None
+    return JobList(data=[to_read(job) for job in page], next_cursor=next_cursor)
+
+
+def cancel_job(session: Session, job_id: str) -> Job:
+    repo = JobRepository(session)
+    job = get_job(session, job_id)
+    status = JobStatus(job.status)
+    if status.is_terminal:
+        raise ApiError(
+            409, "job_not_cancellable", f"Job '{job_id}' has already ended as '{status}'."
+        )
+    if status is JobStatus.queued and repo.cancel_queued(job_id):
+        return get_job_fresh(session, job_id)
+    if job.cancel_requested:
+        return job
+    if not repo.request_cancel(job_id):
+        # It changed state between the read and the update; answer with what it is now.
+        return cancel_job(session, job_id)
+    return get_job_fresh(session, job_id)
+
+
+def get_job_fresh(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise NotFound("job", job_id)
+    return job
+
+
+def list_metrics(session: Session, job_id: str) -> MetricList:
+    get_job(session, job_id)
+    rows = JobRepository(session).list_metrics(job_id)
+    return MetricList(data=[MetricRow.model_validate(row) for row in rows])
+
+
+def to_read(job: Job) -> JobRead:
+    error = None
+    if job.error_code and job.status == JobStatus.failed:
+        error = JobError(code=job.error_code, message=job.error_message or "")
+    return JobRead.model_validate(
+        {
+            "id": job.id,
+            "status": job.status,
+            "spec": job.spec,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "progress": JobProgress(
+                epoch=job.epoch,
+                total_epochs=job.total_epochs,
+                step=job.step,
+                total_steps=job.total_steps,
+            ),
+            "attempts": job.attempts,
+            "cancel_requested": job.cancel_requested,
+            "error": error,
+            "model_id": job.model_id,
+        }
+    )

@@ -1,0 +1,58 @@
+"""The FastAPI application."""
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from app.core.config import get_settings
+from app.core.db import get_engine
+from app.core.deps import SessionDep
+from app.core.errors import install_error_handlers
+from app.core.migrate import upgrade_to_head
+from app.files.endpoints import router as files_router
+from app.jobs.endpoints import router as jobs_router
+from app.jobs.reaper import start_reaper_thread
+from app.models.endpoints import router as models_router
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    settings.ensure_dirs()
+    upgrade_to_head(settings.sqlalchemy_url)
+    stop = threading.Event()
+    start_reaper_thread(settings, stop)
+    try:
+        yield
+    finally:
+        stop.set()
+        get_engine().dispose()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="tuneserve",
+        version="0.1.0",
+        summary="Fine-tune Hugging Face sequence classifiers as a service.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(files_router)
+    app.include_router(jobs_router)
+    app.include_router(models_router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz(session: SessionDep) -> dict[str, str]:
+        session.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,46 @@
+"""Where a base model or a trained model is loaded from.
+
+A `base_model` is, in this order: the id of a model this service trained, the name of a folder
+under the base-models directory, or a Hugging Face Hub id (loaded through the local cache when
+the Hub is offline).
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.core.config import Settings
+
+TRAINED_MODEL_ID = re.compile(r"^mdl_[0-9a-f]{24}$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w\-.]{0,95}(/[A-Za-z0-9][\w\-.]{0,95})?$")
+FOLDER_NAME = re.compile(r"^[A-Za-z0-9][\w\-.]{0,199}$")
+
+
+@dataclass(frozen=True)
+class BaseModelRef:
+    kind: str  # "trained", "local" or "hub"
+    name: str
+    location: str  # folder path or Hub id, as given to from_pretrained
+
+
+class InvalidModelName(ValueError):
+    """The name is neither a trained model id, a local folder, nor a valid Hub id."""
+
+
+def trained_model_dir(settings: Settings, model_id: str) -> Path:
+    return settings.models_dir / model_id
+
+
+def locate_base_model(settings: Settings, name: str) -> BaseModelRef:
+    if TRAINED_MODEL_ID.match(name):
+        return BaseModelRef("trained", name, str(trained_model_dir(settings, name)))
+    if FOLDER_NAME.match(name) and ".." not in name:
+        folder = settings.resolved_base_models_dir / name
+        if folder.is_dir():
+            return BaseModelRef("local", name, str(folder))
+    if HUB_ID.match(name) and ".." not in name:
+        return BaseModelRef("hub", name, name)
+    raise InvalidModelName(
+        f"'{name}' is not a trained model id, a folder under the base-models directory "
+        f"({settings.resolved_base_models_dir}), or a Hugging Face Hub id like 'org/name'."
+    )

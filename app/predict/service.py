@@ -1,0 +1,61 @@
+"""Predictions from trained models, loaded once and kept in a bounded cache."""
+
+from functools import lru_cache
+
+from app.core.config import get_settings
+from app.core.errors import ApiError
+from app.models.locator import trained_model_dir
+from app.models.schemas import Prediction, PredictRequest, TextPair
+from app.predict.cache import ModelCache
+from app.predict.loaded_model import LoadedModel
+from app.tables import TrainedModel
+
+
+@lru_cache
+def get_model_cache() -> ModelCache[LoadedModel]:
+    settings = get_settings()
+    return ModelCache(
+        settings.model_cache_size,
+        lambda model_id: LoadedModel.load(trained_model_dir(settings, model_id)),
+    )
+
+
+def split_inputs(
+    record: TrainedModel, request: PredictRequest
+) -> tuple[list[str], list[str] | None]:
+    """Check every input has the shape the model was trained on; return texts and pairs."""
+    texts: list[str] = []
+    pairs: list[str] = []
+    for index, item in enumerate(request.inputs):
+        text, pair = (item, None) if isinstance(item, str) else (item.text, item.text_pair)
+        if not text.strip():
+            raise ApiError(422, "empty_input", f"Input {index} is empty.")
+        if record.text_pair and pair is None:
+            raise ApiError(
+                422,
+                "text_pair_required",
+                f"Model '{record.id}' was trained on text pairs; input {index} needs "
+                '{"text": ..., "text_pair": ...}.',
+            )
+        if not record.text_pair and pair is not None:
+            raise ApiError(
+                422,
+                "text_pair_not_supported",
+                f"Model '{record.id}' was trained on single texts; input {index} has a text_pair.",
+            )
+        texts.append(text)
+        if pair is not None:
+            pairs.append(pair)
+    return texts, (pairs if record.text_pair else None)
+
+
+def predict(record: TrainedModel, request: PredictRequest) -> list[Prediction]:
+    """Run in a worker thread: loading and the forward pass both block."""
+    texts, pairs = split_inputs(record, request)
+    loaded = get_model_cache().get(record.id)
+    return [
+        Prediction(label=label, scores=scores) for label, scores in loaded.predict(texts, pairs)
+    ]
+
+
+__all__ = ["TextPair", "predict", "split_inputs"]

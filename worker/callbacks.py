@@ -1,0 +1,97 @@
+"""Trainer callbacks: per-epoch metrics rows in the database, and stopping on request."""
+
+import logging
+import math
+import time
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from app.core.db import session_scope
+from app.jobs.repository import JobRepository
+from app.tables import JobMetric
+from worker.lease import LeaseKeeper
+from worker.retry import retry_db
+
+logger = logging.getLogger(__name__)
+
+
+class JobProgressCallback(TrainerCallback):
+    """Writes one metrics row per evaluated epoch and stops training when asked to."""
+
+    def __init__(self, job_id: str, lease: LeaseKeeper) -> None:
+        self.job_id = job_id
+        self.lease = lease
+        self.started = time.monotonic()
+        self.final_metrics: dict[str, float] = {}
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        self.lease.progress.total_steps = state.max_steps
+        self._record_progress(state)
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> TrainerControl:
+        self._record_progress(state)
+        return self._maybe_stop(control)
+
+    def on_epoch_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> TrainerControl:
+        return self._maybe_stop(control)
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kw: Any,
+    ) -> None:
+        metrics = metrics or {}
+        epoch = int(round(state.epoch or 0))
+        train_loss = next(
+            (entry["loss"] for entry in reversed(state.log_history) if "loss" in entry), None
+        )
+        scores = {
+            key.removeprefix("eval_"): float(value)
+            for key, value in metrics.items()
+            if key.startswith("eval_")
+            and key not in ("eval_loss", "eval_runtime", "eval_samples_per_second")
+            and key != "eval_steps_per_second"
+            and isinstance(value, int | float)
+            and math.isfinite(value)
+        }
+        eval_loss = metrics.get("eval_loss")
+        row = JobMetric(
+            job_id=self.job_id,
+            epoch=epoch,
+            step=state.global_step,
+            train_loss=float(train_loss) if train_loss is not None else None,
+            eval_loss=float(eval_loss) if eval_loss is not None else None,
+            metrics=scores,
+            elapsed_seconds=round(time.monotonic() - self.started, 3),
+        )
+        retry_db(lambda: _insert_metric(row))
+        self.final_metrics = dict(scores, **({"eval_loss": row.eval_loss} if eval_loss else {}))
+        logger.info("job %s epoch %s: %s", self.job_id, epoch, scores)
+
+    def _record_progress(self, state: TrainerState) -> None:
+        self.lease.progress.epoch = round(float(state.epoch or 0.0), 4)
+        self.lease.progress.step = state.global_step
+
+    def _maybe_stop(self, control: TrainerControl) -> TrainerControl:
+        if self.lease.stop_reason is not None:
+            # Stop now, with no end-of-epoch evaluation or checkpoint of a partial epoch.
+            control.should_training_stop = True
+            control.should_evaluate = False
+            control.should_save = False
+            control.should_log = False
+        return control
+
+
+def _insert_metric(row: JobMetric) -> None:
+    with session_scope() as session:
+        JobRepository(session).add_metric_once(row)

@@ -1,0 +1,144 @@
+"""The fine-tune itself: the Hugging Face course recipe driven by a job spec."""
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pandas as pd
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from app.core.config import Settings
+from app.jobs.schemas import JobSpec
+from app.models.locator import InvalidModelName, locate_base_model
+from worker.callbacks import JobProgressCallback
+from worker.data import LabeledSplits, load_splits
+from worker.errors import JobFailure, TrainingInterrupted
+from worker.lease import LeaseKeeper
+from worker.metrics import build_compute_metrics
+
+logger = logging.getLogger(__name__)
+MAX_DEFAULT_LENGTH = 512
+
+
+@dataclass
+class TrainingResult:
+    model_dir: Path  # a complete model folder, written aside, not yet in place
+    labels: list[str]
+    metrics: dict[str, float]
+
+
+def load_base(settings: Settings, name: str, labels: list[str]) -> tuple[Any, Any]:
+    """Tokenizer and a classification model with our label names; safetensors only."""
+    try:
+        ref = locate_base_model(settings, name)
+    except InvalidModelName as exc:
+        raise JobFailure("invalid_base_model", str(exc)) from exc
+    id2label = dict(enumerate(labels))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(ref.location)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            ref.location,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id={label: i for i, label in id2label.items()},
+            use_safetensors=True,
+            ignore_mismatched_sizes=True,  # a new head when the label count differs
+        )
+    except (OSError, ValueError) as exc:
+        hint = (
+            " It is not in this worker's Hugging Face cache and the Hub could not be reached, "
+            "or no such repository exists (or it has no safetensors weights)."
+            if ref.kind == "hub"
+            else ""
+        )
+        raise JobFailure(
+            "base_model_unavailable",
+            f"Cannot load base model '{name}': {str(exc).splitlines()[0][:300]}.{hint}",
+        ) from exc
+    return tokenizer, model
+
+
+def tokenize(
+    frame: pd.DataFrame, spec: JobSpec, labels: list[str], tokenizer: Any, max_length: int
+) -> datasets.Dataset:
+    label_ids = {label: i for i, label in enumerate(labels)}
+    columns: dict[str, list[Any]] = {
+        "text": frame[spec.text_column].astype(str).tolist(),
+        "labels": [label_ids[v] for v in frame[spec.label_column].astype(str).str.strip()],
+    }
+    if spec.text_pair_column:
+        columns["text_pair"] = frame[spec.text_pair_column].astype(str).tolist()
+    dataset = datasets.Dataset.from_dict(columns)
+
+    def encode(batch: dict[str, list[Any]]) -> Any:
+        return tokenizer(
+            batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length
+        )
+
+    removed = ["text", "text_pair"] if spec.text_pair_column else ["text"]
+    return dataset.map(encode, batched=True, remove_columns=removed)
+
+
+def run_training(
+    settings: Settings, job_id: str, spec: JobSpec, lease: LeaseKeeper
+) -> TrainingResult:
+    """Train, evaluating each epoch; resumes from the job's last checkpoint when there is one."""
+    splits: LabeledSplits = load_splits(settings, spec)
+    tokenizer, model = load_base(settings, spec.base_model, splits.labels)
+    hp = spec.hyperparameters
+    max_length = hp.max_length or min(tokenizer.model_max_length, MAX_DEFAULT_LENGTH)
+    train = tokenize(splits.train, spec, splits.labels, tokenizer, max_length)
+    validation = tokenize(splits.validation, spec, splits.labels, tokenizer, max_length)
+
+    job_dir = settings.jobs_dir / job_id
+    checkpoints = job_dir / "checkpoints"
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=hp.num_train_epochs,
+        learning_rate=hp.learning_rate,
+        per_device_train_batch_size=hp.per_device_train_batch_size,
+        per_device_eval_batch_size=hp.per_device_eval_batch_size,
+        gradient_accumulation_steps=hp.gradient_accumulation_steps,
+        weight_decay=hp.weight_decay,
+        warmup_steps=hp.warmup_ratio,  # a value below 1 is a ratio of the total steps
+        lr_scheduler_type=hp.lr_scheduler_type,
+        seed=hp.seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        logging_strategy="epoch",
+        report_to="none",
+        disable_tqdm=True,
+    )
+    progress = JobProgressCallback(job_id, lease)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=validation,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=build_compute_metrics(list(spec.metrics), len(splits.labels)),
+        callbacks=[progress],
+    )
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if last:
+        logger.info("job %s resumes from %s", job_id, last)
+    trainer.train(resume_from_checkpoint=last)
+    if lease.stop_reason is not None:
+        raise TrainingInterrupted(lease.stop_reason)
+
+    staging = job_dir / "model.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))  # safetensors weights, config with labels, tokenizer
+    return TrainingResult(model_dir=staging, labels=splits.labels, metrics=progress.final_metrics)
