@@ -20,13 +20,21 @@ def create_celery(settings: Settings) -> Celery:
         # One job per worker process at a time, and no job reserved behind a running one.
         worker_prefetch_multiplier=1,
         worker_concurrency=1,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
     )
     return celery
+
+
+def _transport_options(settings: Settings) -> dict[str, object]:
+    if settings.celery_broker_url.startswith("sqla+"):
+        # kombu's SQLAlchemy transport hands these to create_engine(); SQLite waits for locks.
+        return {"connect_args": {"timeout": 30}}
+    # Redis: a message unacknowledged this long is delivered again (to another worker).
+    return {"visibility_timeout": settings.visibility_timeout_seconds}
 
 
 def enqueue_training(job_id: str, celery: Celery | None = None) -> None:

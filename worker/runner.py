@@ -65,6 +65,7 @@ def _train_and_finish(
     except Exception as exc:
         return _crashed(settings, job_id, owner, attempt, exc)
 
+    lease.beat()  # record the final progress while the lease is still ours
     model_id = new_id("mdl")
     final_dir = trained_model_dir(settings, model_id)
     final_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import datasets
 import pandas as pd
+import torch
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -16,6 +17,7 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import logging as hf_logging
 
 from app.core.config import Settings
 from app.jobs.schemas import JobSpec
@@ -28,6 +30,8 @@ from worker.metrics import build_compute_metrics
 
 logger = logging.getLogger(__name__)
 MAX_DEFAULT_LENGTH = 512
+datasets.disable_progress_bars()
+hf_logging.disable_progress_bar()
 
 
 @dataclass
@@ -119,6 +123,7 @@ def run_training(
         logging_strategy="epoch",
         report_to="none",
         disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     progress = JobProgressCallback(job_id, lease)
     trainer = Trainer(
