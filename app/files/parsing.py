@@ -28,6 +28,7 @@ def read_table(path: Path, fmt: str) -> pd.DataFrame:
         if fmt == "jsonl":
             frame = _read_jsonl(path)
         elif fmt in ("csv", "tsv"):
+            _check_header(path, fmt)
             frame = pd.read_csv(
                 path,
                 sep="\t" if fmt == "tsv" else ",",
@@ -54,6 +55,20 @@ def read_table(path: Path, fmt: str) -> pd.DataFrame:
         raise FileParseError("The file has duplicate column names.")
     frame.columns = pd.Index(columns)
     return frame
+
+
+def _check_header(path: Path, fmt: str) -> None:
+    # pandas renames a repeated column ("a", "a.1"); a user should hear about it instead.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(
+            handle,
+            delimiter="\t" if fmt == "tsv" else ",",
+            quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
+        )
+        header = next(reader, [])
+    named = [name for name in header if name]
+    if len(set(named)) != len(named):
+        raise FileParseError("The file has duplicate column names.")
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:

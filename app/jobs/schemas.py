@@ -25,7 +25,7 @@ class HubDataset(StrictModel):
     """A Hugging Face Hub dataset (needs network access or a filled local cache)."""
 
     source: Literal["hub"]
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[\w.\-]+(/[\w.\-]+)?$")
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
     config: str | None = Field(default=None, max_length=200)
     train_split: str = "train"
     validation_split: str = "validation"

@@ -1,0 +1,105 @@
+"""Shared fixtures: settings in a temp data dir, real PostgreSQL and Redis, a tiny model."""
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.support.tiny_model import build_tiny_model
+
+PG_ADMIN_URL = os.environ.get(
+    "TUNESERVE_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("TUNESERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip locally when a server is down; in CI a missing server is a failure."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def reset_caches() -> None:
+    """Drop every process-wide cache built from settings, after the environment changed."""
+    import app.queue
+    from app.core.config import get_settings
+    from app.core.db import get_engine, get_sessionmaker
+    from app.predict.service import get_model_cache
+
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    for cached in (get_settings, get_engine, get_sessionmaker, get_model_cache):
+        cached.cache_clear()
+    app.queue._celery = None
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("base-models") / "tiny")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    name = f"tuneserve_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tuneserve.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, tiny_model_dir: Path
+) -> Iterator[Path]:
+    """Settings for this test: a temp data dir, the given database, a migrated schema."""
+    from app.core.config import get_settings
+    from app.core.migrate import upgrade_to_head
+
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("TUNESERVE_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("TUNESERVE_DATABASE_URL", database_url)
+    monkeypatch.setenv("TUNESERVE_BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.db'}")
+    monkeypatch.setenv("TUNESERVE_BASE_MODELS_DIR", str(tiny_model_dir.parent))
+    monkeypatch.setenv("TUNESERVE_QUEUE_NAME", f"test-{uuid.uuid4().hex[:8]}")
+    reset_caches()
+    get_settings().ensure_dirs()
+    upgrade_to_head(database_url)
+    yield data_dir
+    reset_caches()
