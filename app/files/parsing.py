@@ -28,24 +28,11 @@ def read_table(path: Path, fmt: str) -> pd.DataFrame:
         if fmt == "jsonl":
             frame = _read_jsonl(path)
         elif fmt in ("csv", "tsv"):
-            _check_header(path, fmt)
-            frame = pd.read_csv(
-                path,
-                sep="\t" if fmt == "tsv" else ",",
-                quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
-                dtype=str,
-                keep_default_na=False,
-                encoding="utf-8-sig",
-                engine="c",
-            )
+            frame = _read_delimited(path, fmt)
         else:
             raise FileParseError(f"Unknown format '{fmt}'; use one of {', '.join(FORMATS)}.")
     except UnicodeDecodeError as exc:
         raise FileParseError(f"The file is not valid UTF-8 (byte {exc.start}).") from exc
-    except pd.errors.EmptyDataError as exc:
-        raise FileParseError("The file is empty.") from exc
-    except pd.errors.ParserError as exc:
-        raise FileParseError(f"The file is not valid {fmt.upper()}: {exc}".strip()) from exc
     if len(frame.columns) == 0:
         raise FileParseError("The file has no columns.")
     if len(frame) == 0:
@@ -57,18 +44,34 @@ def read_table(path: Path, fmt: str) -> pd.DataFrame:
     return frame
 
 
-def _check_header(path: Path, fmt: str) -> None:
-    # pandas renames a repeated column ("a", "a.1"); a user should hear about it instead.
+def _read_delimited(path: Path, fmt: str) -> pd.DataFrame:
+    """Strict reading: every row must have as many fields as the header."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(
             handle,
             delimiter="\t" if fmt == "tsv" else ",",
             quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
+            strict=fmt == "csv",
         )
-        header = next(reader, [])
-    named = [name for name in header if name]
-    if len(set(named)) != len(named):
-        raise FileParseError("The file has duplicate column names.")
+        try:
+            header = next(reader, None)
+            if not header:
+                raise FileParseError("The file is empty.")
+            if len(set(header)) != len(header):
+                raise FileParseError("The file has duplicate column names.")
+            rows = []
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise FileParseError(
+                        f"Line {reader.line_num} has {len(row)} fields; the header has "
+                        f"{len(header)}. Is the delimiter right ({fmt.upper()})?"
+                    )
+                rows.append(row)
+        except csv.Error as exc:
+            raise FileParseError(f"Line {reader.line_num}: {exc}.") from exc
+    return pd.DataFrame(rows, columns=header, dtype=str)
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:

@@ -52,7 +52,9 @@ def test_jsonl_scalars_become_text(tmp_path: Path) -> None:
     [
         ("empty.csv", "", "csv", "empty"),
         ("header.csv", "a,b\n", "csv", "no rows"),
-        ("ragged.csv", "a,b\n1,2\n3,4,5\n", "csv", "Expected 2 fields"),
+        ("ragged.csv", "a,b\n1,2\n3,4,5\n", "csv", "Line 3 has 3 fields"),
+        ("short.tsv", "a\tb\n1\n", "tsv", "Line 2 has 1 fields"),
+        ("long.csv", "a,b\n1,2,3\n", "csv", "Line 2 has 3"),
         ("bad.jsonl", '{"a": 1}\n{"a": \n', "jsonl", "Line 2"),
         ("list.jsonl", "[1, 2]\n", "jsonl", "not a JSON object"),
         ("latin1.csv", b"a,b\n\xe9t\xe9,1\n", "csv", "not valid UTF-8"),
