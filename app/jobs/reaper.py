@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 def reap_once(settings: Settings, celery: Celery | None = None) -> dict[str, int]:
     """One pass; returns counts of requeued, failed and resent jobs."""
     counts = {"requeued": 0, "failed": 0, "resent": 0}
+    requeued: list[str] = []
     with session_scope() as session:
         repo = JobRepository(session)
         for job in repo.expired_running():
@@ -35,6 +36,11 @@ def reap_once(settings: Settings, celery: Celery | None = None) -> dict[str, int
                     counts["failed"] += 1
             elif repo.requeue_expired(job.id):
                 counts["requeued"] += 1
+                requeued.append(job.id)
+    for job_id in requeued:
+        enqueue_training(job_id, celery)
+        with session_scope() as session:
+            JobRepository(session).mark_enqueued(job_id)
     older_than = utcnow() - timedelta(seconds=settings.requeue_queued_after_seconds)
     with session_scope() as session:
         repo = JobRepository(session)
