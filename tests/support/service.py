@@ -1,0 +1,121 @@
+"""Start the real API and worker processes for end-to-end tests, and drive them over HTTP."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Service:
+    """`tuneserve up` (embedded) or `tuneserve api` + `tuneserve worker` (production)."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, embedded: bool) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.log_dir = log_dir
+        self.embedded = embedded
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start_process(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[name] = process
+        return process
+
+    def start(self) -> "Service":
+        port = str(self.port)
+        if self.embedded:
+            self.start_process("up", "up", "--port", port)
+        else:
+            self.start_process("api", "api", "--port", port)
+            self.start_worker()
+        self.wait_healthy()
+        return self
+
+    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+        return self.start_process(name, "worker")
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise AssertionError(f"API did not start; logs:\n{self.logs()}")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name} ---\n{p.read_text(errors='replace')[-6000:]}"
+            for p in sorted(self.log_dir.glob("*.log"))
+        )
+
+    # --- HTTP helpers -------------------------------------------------------------------
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120)
+
+    def upload(self, rows: list[dict[str, str]], name: str = "data.jsonl") -> str:
+        content = "".join(json.dumps(row) + "\n" for row in rows)
+        with self.client() as client:
+            response = client.post("/v1/files", files={"file": (name, content)})
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def create_job(self, spec: dict[str, Any]) -> dict[str, Any]:
+        with self.client() as client:
+            response = client.post("/v1/jobs", json=spec)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        with self.client() as client:
+            return dict(client.get(f"/v1/jobs/{job_id}").json())
+
+    def metrics(self, job_id: str) -> list[dict[str, Any]]:
+        with self.client() as client:
+            return list(client.get(f"/v1/jobs/{job_id}/metrics").json()["data"])
+
+    def wait_for(self, job_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 300) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} not in {statuses}: {self.job(job_id)}\n{self.logs()}")
