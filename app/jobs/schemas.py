@@ -25,7 +25,9 @@ class HubDataset(StrictModel):
     """A Hugging Face Hub dataset (needs network access or a filled local cache)."""
 
     source: Literal["hub"]
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
+    name: str = Field(
+        min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$"
+    )
     config: str | None = Field(default=None, max_length=200)
     train_split: str = "train"
     validation_split: str = "validation"
@@ -49,6 +51,10 @@ class Hyperparameters(StrictModel):
     lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
 
 
+def _default_metrics() -> list[MetricName]:
+    return ["accuracy", "f1"]
+
+
 class JobSpec(StrictModel):
     """What to fine-tune, on which data, how."""
 
@@ -58,7 +64,7 @@ class JobSpec(StrictModel):
     text_pair_column: str | None = None
     label_column: str = Field(min_length=1)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
-    metrics: list[MetricName] = Field(default_factory=lambda: ["accuracy", "f1"], min_length=1)
+    metrics: list[MetricName] = Field(default_factory=_default_metrics, min_length=1)
 
 
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]

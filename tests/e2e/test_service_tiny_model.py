@@ -71,7 +71,13 @@ def test_train_poll_metrics_predict(service: Service) -> None:
     assert [row["step"] for row in rows] == [30, 60, 90]
     for row in rows:
         assert row["train_loss"] > 0 and row["eval_loss"] > 0
-        assert set(row["metrics"]) == {"accuracy", "f1", "precision", "recall", "matthews_correlation"}
+        assert set(row["metrics"]) == {
+            "accuracy",
+            "f1",
+            "precision",
+            "recall",
+            "matthews_correlation",
+        }
 
     model_id = done["model_id"]
     with service.client() as client:

@@ -80,9 +80,13 @@ def test_create_job_and_read_it(client: TestClient) -> None:
 def test_bad_job_specs_store_nothing(client: TestClient) -> None:
     train, dev = upload_rows(client, sentiment_rows(20)), upload_rows(client, sentiment_rows(6))
     headers = {"content-type": "application/json"}
-    assert_error(client.post("/v1/jobs", content=b"{not json", headers=headers), 400, "malformed_json")
+    assert_error(
+        client.post("/v1/jobs", content=b"{not json", headers=headers), 400, "malformed_json"
+    )
     assert_error(client.post("/v1/jobs", json={"base_model": "tiny"}), 422, "validation_error")
-    assert_error(client.post("/v1/jobs", json=job_spec(train, dev, extra=1)), 422, "validation_error")
+    assert_error(
+        client.post("/v1/jobs", json=job_spec(train, dev, extra=1)), 422, "validation_error"
+    )
     for hp in ({"num_train_epochs": 0}, {"per_device_train_batch_size": 0}):
         response = client.post("/v1/jobs", json=job_spec(train, dev, hyperparameters=hp))
         assert_error(response, 422, "validation_error")
@@ -138,7 +142,9 @@ def test_idempotency_key(client: TestClient) -> None:
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["id"] == again.json()["id"]
     other = job_spec(train, dev, hyperparameters={"num_train_epochs": 1})
-    assert_error(client.post("/v1/jobs", json=other, headers=headers), 409, "idempotency_key_reused")
+    assert_error(
+        client.post("/v1/jobs", json=other, headers=headers), 409, "idempotency_key_reused"
+    )
     assert len(client.get("/v1/jobs").json()["data"]) == 1
 
 

@@ -51,15 +51,11 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_finish(configur
         repo = JobRepository(session)
         assert repo.renew_lease(job_id, "w1", 60, {}) is None
         assert not repo.finish_failed(job_id, "w1", "x", "y")
-        model = TrainedModel(
-            id=new_id("mdl"), job_id=job_id, base_model="b", labels=[], metrics={}
-        )
+        model = TrainedModel(id=new_id("mdl"), job_id=job_id, base_model="b", labels=[], metrics={})
         assert not repo.finish_succeeded(job_id, "w1", model)
     with session_scope() as session:
         repo = JobRepository(session)
-        model = TrainedModel(
-            id=new_id("mdl"), job_id=job_id, base_model="b", labels=[], metrics={}
-        )
+        model = TrainedModel(id=new_id("mdl"), job_id=job_id, base_model="b", labels=[], metrics={})
         assert repo.finish_succeeded(job_id, "w2", model)
     with session_scope() as session:
         job = JobRepository(session).get(job_id)

@@ -111,7 +111,9 @@ class Service:
         with self.client() as client:
             return list(client.get(f"/v1/jobs/{job_id}/metrics").json()["data"])
 
-    def wait_for(self, job_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 300) -> dict[str, Any]:
+    def wait_for(
+        self, job_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 300
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job = self.job(job_id)

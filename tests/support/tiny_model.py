@@ -2,10 +2,37 @@
 
 from pathlib import Path
 
-WORDS = (
-    "good great fine happy love nice excellent bad awful sad hate terrible poor boring "
-    "the a movie film was is it this and but not very plot actors story"
-).split()
+WORDS = [
+    "good",
+    "great",
+    "fine",
+    "happy",
+    "love",
+    "nice",
+    "excellent",
+    "bad",
+    "awful",
+    "sad",
+    "hate",
+    "terrible",
+    "poor",
+    "boring",
+    "the",
+    "a",
+    "movie",
+    "film",
+    "was",
+    "is",
+    "it",
+    "this",
+    "and",
+    "but",
+    "not",
+    "very",
+    "plot",
+    "actors",
+    "story",
+]
 
 
 def build_tiny_model(folder: Path) -> Path:

@@ -28,7 +28,7 @@ class Accuracy(evaluate.Metric):
             reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
         )
 
-    def _compute(self, predictions, references, normalize=True, sample_weight=None):  # type: ignore[no-untyped-def]
+    def _compute(self, predictions, references, normalize=True, sample_weight=None):
         score = accuracy_score(
             references, predictions, normalize=normalize, sample_weight=sample_weight
         )

@@ -37,7 +37,7 @@ class F1(evaluate.Metric):
         average="binary",
         sample_weight=None,
         zero_division="warn",
-    ):  # type: ignore[no-untyped-def]
+    ):
         score = f1_score(
             references,
             predictions,

@@ -28,6 +28,6 @@ class MatthewsCorrelation(evaluate.Metric):
             reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
         )
 
-    def _compute(self, predictions, references, sample_weight=None):  # type: ignore[no-untyped-def]
+    def _compute(self, predictions, references, sample_weight=None):
         score = matthews_corrcoef(references, predictions, sample_weight=sample_weight)
         return {"matthews_correlation": float(score)}

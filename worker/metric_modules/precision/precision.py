@@ -37,7 +37,7 @@ class Precision(evaluate.Metric):
         average="binary",
         sample_weight=None,
         zero_division="warn",
-    ):  # type: ignore[no-untyped-def]
+    ):
         score = precision_score(
             references,
             predictions,

@@ -37,7 +37,7 @@ class Recall(evaluate.Metric):
         average="binary",
         sample_weight=None,
         zero_division="warn",
-    ):  # type: ignore[no-untyped-def]
+    ):
         score = recall_score(
             references,
             predictions,
