@@ -24,6 +24,7 @@ def _worker_argv(settings_queue: str, loglevel: str) -> list[str]:
         "--pool=prefork",
         "--concurrency=1",
         f"--queues={settings_queue}",
+        f"--hostname=tuneserve-{os.getpid()}@%h",
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",

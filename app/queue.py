@@ -33,8 +33,13 @@ def _transport_options(settings: Settings) -> dict[str, object]:
     if settings.celery_broker_url.startswith("sqla+"):
         # kombu's SQLAlchemy transport hands these to create_engine(); SQLite waits for locks.
         return {"connect_args": {"timeout": 30}}
-    # Redis: a message unacknowledged this long is delivered again (to another worker).
-    return {"visibility_timeout": settings.visibility_timeout_seconds}
+    # Redis: a message unacknowledged this long is delivered again (to another worker); the
+    # job's lease makes that second delivery a no-op while the first is still training.
+    options: dict[str, object] = {"visibility_timeout": settings.visibility_timeout_seconds}
+    if settings.visibility_timeout_seconds < 60:
+        # kombu sweeps for such messages only every ~100 s by default; sweep every second.
+        options.update(unacked_restore_interval=1, unacked_restore_throttle=1)
+    return options
 
 
 def enqueue_training(job_id: str, celery: Celery | None = None) -> None:

@@ -19,9 +19,10 @@ logger = logging.getLogger(__name__)
 class JobProgressCallback(TrainerCallback):
     """Writes one metrics row per evaluated epoch and stops training when asked to."""
 
-    def __init__(self, job_id: str, lease: LeaseKeeper) -> None:
+    def __init__(self, job_id: str, lease: LeaseKeeper, step_delay: float = 0.0) -> None:
         self.job_id = job_id
         self.lease = lease
+        self.step_delay = step_delay
         self.started = time.monotonic()
         self.final_metrics: dict[str, float] = {}
 
@@ -35,12 +36,17 @@ class JobProgressCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> TrainerControl:
         self._record_progress(state)
-        return self._maybe_stop(control)
+        if self.step_delay:
+            time.sleep(self.step_delay)
+        if self._maybe_stop(control) and self.lease.stop_reason == "shutdown":
+            control.should_save = True  # a checkpoint at this step, to resume elsewhere
+        return control
 
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> TrainerControl:
-        return self._maybe_stop(control)
+        self._maybe_stop(control)
+        return control
 
     def on_evaluate(
         self,
@@ -82,14 +88,15 @@ class JobProgressCallback(TrainerCallback):
         self.lease.progress.epoch = round(float(state.epoch or 0.0), 4)
         self.lease.progress.step = state.global_step
 
-    def _maybe_stop(self, control: TrainerControl) -> TrainerControl:
-        if self.lease.stop_reason is not None:
-            # Stop now, with no end-of-epoch evaluation or checkpoint of a partial epoch.
-            control.should_training_stop = True
-            control.should_evaluate = False
-            control.should_save = False
-            control.should_log = False
-        return control
+    def _maybe_stop(self, control: TrainerControl) -> bool:
+        if self.lease.stop_reason is None:
+            return False
+        # Stop now, with no evaluation or metrics row for a partial epoch.
+        control.should_training_stop = True
+        control.should_evaluate = False
+        control.should_save = False
+        control.should_log = False
+        return True
 
 
 def _insert_metric(row: JobMetric) -> None:

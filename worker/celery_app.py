@@ -5,10 +5,13 @@ pool's child process, so no CUDA context exists before fork.
 """
 
 import logging
+import os
+import signal
 import threading
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutting_down
+from billiard import process as billiard_process
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
 from app.core.config import get_settings
 from app.jobs.reaper import start_reaper_thread
@@ -31,6 +34,20 @@ def _start_reaper(**_kwargs: Any) -> None:
     start_reaper_thread(get_settings(), _reaper_stop)
 
 
+@worker_process_init.connect
+def _install_stop_handler(**_kwargs: Any) -> None:
+    # In each pool process: SIGUSR2 from the parent means "stop training at the next step,
+    # checkpoint, and give the job back to the queue".
+    from worker.lease import stop_all_training
+
+    signal.signal(signal.SIGUSR2, lambda _sig, _frame: stop_all_training("shutdown"))
+
+
 @worker_shutting_down.connect
-def _stop_reaper(**_kwargs: Any) -> None:
+def _on_shutdown(**_kwargs: Any) -> None:
+    """Warm shutdown (SIGTERM): running jobs are checkpointed and requeued, not waited for."""
     _reaper_stop.set()
+    for child in billiard_process.active_children():
+        if child.pid:
+            logger.info("asking pool process %s to stop training", child.pid)
+            os.kill(child.pid, signal.SIGUSR2)

@@ -20,7 +20,16 @@ class Progress:
     total_steps: int | None = None
 
 
-@dataclass
+_active: set["LeaseKeeper"] = set()
+
+
+def stop_all_training(reason: str) -> None:
+    """Ask every job training in this process to stop at its next step (e.g. on shutdown)."""
+    for lease in list(_active):
+        lease.request_stop(reason)
+
+
+@dataclass(eq=False)
 class LeaseKeeper:
     """A heartbeat thread: renews the lease, writes progress, watches for cancel.
 
@@ -37,10 +46,12 @@ class LeaseKeeper:
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
+        _active.add(self)
         self._thread = threading.Thread(target=self._run, name="tuneserve-lease", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        _active.discard(self)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)

@@ -15,6 +15,7 @@ from transformers import (
     DataCollatorWithPadding,
     Trainer,
     TrainingArguments,
+    set_seed,
 )
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
@@ -98,8 +99,9 @@ def run_training(
 ) -> TrainingResult:
     """Train, evaluating each epoch; resumes from the job's last checkpoint when there is one."""
     splits: LabeledSplits = load_splits(settings, spec)
-    tokenizer, model = load_base(settings, spec.base_model, splits.labels)
     hp = spec.hyperparameters
+    set_seed(hp.seed)  # the new classification head is initialised reproducibly
+    tokenizer, model = load_base(settings, spec.base_model, splits.labels)
     max_length = hp.max_length or min(tokenizer.model_max_length, MAX_DEFAULT_LENGTH)
     train = tokenize(splits.train, spec, splits.labels, tokenizer, max_length)
     validation = tokenize(splits.validation, spec, splits.labels, tokenizer, max_length)
@@ -125,7 +127,7 @@ def run_training(
         disable_tqdm=True,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
-    progress = JobProgressCallback(job_id, lease)
+    progress = JobProgressCallback(job_id, lease, settings.fault_injection_step_delay_seconds)
     trainer = Trainer(
         model=model,
         args=args,

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     visibility_timeout_seconds: int = 6 * 3600
 
+    # Fault-injection tests only: sleep after every training step, so a test can act mid-epoch.
+    fault_injection_step_delay_seconds: float = 0.0
+
     model_cache_size: int = 4
     max_upload_bytes: int = 200 * 1024 * 1024
     max_predict_inputs: int = 256

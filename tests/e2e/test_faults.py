@@ -1,0 +1,145 @@
+"""Fault injection on real processes (PostgreSQL + Redis): kill -9, SIGTERM, duplicate
+delivery, poison jobs. Steps are slowed down so that a test can act mid-epoch."""
+
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.service import Service
+from tests.support.tiny_model import sentiment_rows
+
+pytestmark = pytest.mark.e2e
+
+
+def make_service(tmp_path: Path, tiny_model_dir: Path, pg: str, redis: str, **env: str) -> Service:
+    base = {
+        "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
+        "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
+        "TUNESERVE_QUEUE_NAME": f"faults-{tmp_path.name}",
+        "TUNESERVE_DATABASE_URL": pg,
+        "TUNESERVE_BROKER_URL": redis,
+        "TUNESERVE_HEARTBEAT_SECONDS": "0.5",
+        "TUNESERVE_LEASE_SECONDS": "4",
+        "TUNESERVE_REAPER_INTERVAL_SECONDS": "1",
+        "TUNESERVE_FAULT_INJECTION_STEP_DELAY_SECONDS": "0.05",
+        "HF_HUB_OFFLINE": "1",
+    }
+    return Service({**base, **env}, tmp_path, embedded=False)
+
+
+@pytest.fixture
+def service(
+    tmp_path: Path, tiny_model_dir: Path, postgres_url: str, redis_url: str
+) -> Iterator[Service]:
+    service = make_service(tmp_path, tiny_model_dir, postgres_url, redis_url)
+    try:
+        yield service.start()
+    finally:
+        service.stop()
+
+
+def spec(train: str, dev: str, epochs: int = 3, **changes: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "base_model": "tiny",
+        "dataset": {"source": "files", "train_file_id": train, "validation_file_id": dev},
+        "text_column": "sentence",
+        "label_column": "label",
+        "hyperparameters": {"num_train_epochs": epochs, "learning_rate": 5e-3},
+    }
+    result.update(changes)
+    return result
+
+
+def wait_until(predicate: Any, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not reached")
+
+
+def assert_finished_once(service: Service, job_id: str, epochs: int) -> dict[str, Any]:
+    job = service.wait_for(job_id, timeout=180)
+    assert job["status"] == "succeeded", service.logs()
+    assert [row["epoch"] for row in service.metrics(job_id)] == list(range(1, epochs + 1))
+    with service.client() as client:
+        models = client.get("/v1/models").json()["data"]
+    assert [m["job_id"] for m in models].count(job_id) == 1
+    return job
+
+
+def resumed_checkpoints(service: Service) -> list[int]:
+    return [int(n) for n in re.findall(r"resumes from \S*checkpoint-(\d+)", service.logs())]
+
+
+def test_worker_killed_mid_epoch_resumes_from_checkpoint(service: Service) -> None:
+    train, dev = service.upload(sentiment_rows(240)), service.upload(sentiment_rows(40, seed=1))
+    job = service.create_job(spec(train, dev, epochs=3))
+    wait_until(lambda: service.job(job["id"])["progress"]["epoch"] > 1.3)
+    worker = service.processes["worker"]
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker and its pool process, no goodbye
+    worker.wait()
+    service.start_worker("worker2")
+    done = assert_finished_once(service, job["id"], 3)
+    assert done["attempts"] == 2
+    assert resumed_checkpoints(service) == [30]  # from the end of epoch 1, not from scratch
+
+
+def test_sigterm_checkpoints_and_requeues(service: Service) -> None:
+    train, dev = service.upload(sentiment_rows(240)), service.upload(sentiment_rows(40, seed=1))
+    job = service.create_job(spec(train, dev, epochs=3))
+    wait_until(lambda: service.job(job["id"])["progress"]["epoch"] > 1.3)
+    worker = service.processes["worker"]
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)
+    state = service.job(job["id"])
+    assert state["status"] == "queued"
+    assert state["error"] is None
+    service.start_worker("worker2")
+    done = assert_finished_once(service, job["id"], 3)
+    assert done["attempts"] == 2
+    (step,) = resumed_checkpoints(service)
+    assert 30 < step < 60  # a checkpoint taken mid-epoch 2, at the step where it stopped
+
+
+def test_duplicate_delivery_never_trains_twice(
+    tmp_path: Path, tiny_model_dir: Path, postgres_url: str, redis_url: str
+) -> None:
+    service = make_service(
+        tmp_path, tiny_model_dir, postgres_url, redis_url, TUNESERVE_VISIBILITY_TIMEOUT_SECONDS="1"
+    )
+    try:
+        service.start()
+        service.start_worker("worker2")
+        train, dev = service.upload(sentiment_rows(240)), service.upload(sentiment_rows(40, seed=1))
+        job = service.create_job(spec(train, dev, epochs=4))
+        done = assert_finished_once(service, job["id"], 4)
+        assert done["attempts"] == 1
+        assert "not claimed (it is running)" in service.logs()
+    finally:
+        service.stop()
+
+
+def test_poison_job_fails_after_bounded_attempts_and_the_queue_drains(service: Service) -> None:
+    long_rows = [{"sentence": " ".join(["good"] * 120), "label": "pos"} for _ in range(8)]
+    long_rows += [{"sentence": " ".join(["bad"] * 120), "label": "neg"} for _ in range(8)]
+    poison_file = service.upload(long_rows)
+    # max_length 128 exceeds the tiny model's 64 positions: every attempt crashes in forward.
+    poison = service.create_job(
+        spec(poison_file, poison_file, epochs=1, hyperparameters={"max_length": 128})
+    )
+    train, dev = service.upload(sentiment_rows(40)), service.upload(sentiment_rows(20, seed=1))
+    healthy = service.create_job(spec(train, dev, epochs=1))
+    failed = service.wait_for(poison["id"], timeout=180)
+    assert failed["status"] == "failed"
+    assert failed["attempts"] == 3
+    assert failed["error"]["code"] == "training_error"
+    assert "3 attempts" in failed["error"]["message"]
+    assert service.wait_for(healthy["id"], timeout=120)["status"] == "succeeded"
