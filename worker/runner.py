@@ -40,12 +40,16 @@ def run_job(settings: Settings, job_id: str) -> str:
         spec = JobSpec.model_validate(job.spec)
         attempt = job.attempts
 
+    logger.info("claimed job %s as %s (attempt %d)", job_id, owner, attempt)
     lease = LeaseKeeper(job_id=job_id, owner=owner, settings=settings)
     lease.start()
+    outcome = "crashed"
     try:
-        return _train_and_finish(settings, job_id, owner, spec, attempt, lease)
+        outcome = _train_and_finish(settings, job_id, owner, spec, attempt, lease)
+        return outcome
     finally:
         lease.close()
+        logger.info("ended job %s as %s: %s", job_id, owner, outcome)
 
 
 def _train_and_finish(

@@ -162,3 +162,20 @@ def test_predict_input_validation(client: TestClient) -> None:
     assert_error(response, 422, "validation_error")
     response = client.post("/v1/models/mdl_nope/predict", json={})
     assert_error(response, 422, "validation_error")
+
+
+def test_database_down_answers_503(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from app.main import create_app
+    from tests.conftest import reset_caches
+
+    # Nothing listens on port 9: every connection is refused, as when PostgreSQL is down.
+    monkeypatch.setenv("TUNESERVE_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/x")
+    monkeypatch.setenv("TUNESERVE_DATA_DIR", str(tmp_path))
+    reset_caches()
+    try:
+        client = TestClient(create_app())  # no lifespan: migrations would fail first
+        response = client.get("/v1/jobs")
+        assert_error(response, 503, "database_unavailable")
+        assert response.headers["retry-after"] == "5"
+    finally:
+        reset_caches()
