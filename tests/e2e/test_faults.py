@@ -143,3 +143,75 @@ def test_poison_job_fails_after_bounded_attempts_and_the_queue_drains(service: S
     assert failed["error"]["code"] == "training_error"
     assert "3 attempts" in failed["error"]["message"]
     assert service.wait_for(healthy["id"], timeout=120)["status"] == "succeeded"
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[int, Any]]:
+    """A Redis server of this test's own, without persistence, that the test may restart."""
+    import shutil
+    import subprocess
+
+    from tests.support.service import free_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL)
+        wait_until(lambda: _redis_up(port), timeout=20)
+        return process
+
+    holder = {"process": start()}
+
+    def restart() -> None:
+        holder["process"].terminate()
+        holder["process"].wait(timeout=20)
+        time.sleep(2)
+        holder["process"] = start()
+
+    try:
+        yield port, restart
+    finally:
+        holder["process"].terminate()
+        holder["process"].wait(timeout=20)
+
+
+def _redis_up(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def test_redis_restart_mid_job(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    postgres_url: str,
+    private_redis: tuple[int, Any],
+) -> None:
+    port, restart_redis = private_redis
+    service = make_service(
+        tmp_path,
+        tiny_model_dir,
+        postgres_url,
+        f"redis://127.0.0.1:{port}/0",
+        TUNESERVE_REQUEUE_QUEUED_AFTER_SECONDS="5",
+    )
+    try:
+        service.start()
+        train, dev = service.upload(sentiment_rows(240)), service.upload(sentiment_rows(40, seed=1))
+        running = service.create_job(spec(train, dev, epochs=4))
+        waiting = service.create_job(spec(train, dev, epochs=1))
+        wait_until(lambda: service.job(running["id"])["progress"]["epoch"] > 1)
+        restart_redis()  # every message is gone, the running job's included
+        assert_finished_once(service, running["id"], 4)
+        assert_finished_once(service, waiting["id"], 1)  # its lost message was sent again
+    finally:
+        service.stop()
