@@ -13,7 +13,7 @@ from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobSpec
 from app.models.locator import trained_model_dir
 from app.queue import enqueue_training
-from app.tables import Job, TrainedModel, new_id
+from app.tables import TrainedModel, new_id
 from worker.errors import JobFailure, TrainingInterrupted
 from worker.lease import LeaseKeeper
 from worker.retry import retry_db
@@ -142,6 +142,3 @@ def _send_again(job_id: str) -> None:
 
 def _remove_job_dir(settings: Settings, job_id: str) -> None:
     shutil.rmtree(settings.jobs_dir / job_id, ignore_errors=True)
-
-
-__all__ = ["Job", "run_job"]

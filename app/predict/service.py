@@ -5,7 +5,7 @@ from functools import lru_cache
 from app.core.config import get_settings
 from app.core.errors import ApiError
 from app.models.locator import trained_model_dir
-from app.models.schemas import Prediction, PredictRequest, TextPair
+from app.models.schemas import Prediction, PredictRequest
 from app.predict.cache import ModelCache
 from app.predict.loaded_model import LoadedModel
 from app.tables import TrainedModel
@@ -56,6 +56,3 @@ def predict(record: TrainedModel, request: PredictRequest) -> list[Prediction]:
     return [
         Prediction(label=label, scores=scores) for label, scores in loaded.predict(texts, pairs)
     ]
-
-
-__all__ = ["TextPair", "predict", "split_inputs"]
