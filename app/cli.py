@@ -1,4 +1,4 @@
-"""The `tuneserve` command: run the service (up, api, worker, migrate) and the demo client."""
+"""The `tuneserve` command: run the service (up, api, worker, migrate), manage API keys, demo."""
 
 import argparse
 import logging
@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from app.core.config import get_settings
+from app.core.config import Settings, get_settings
 
 logger = logging.getLogger("tuneserve")
 
@@ -66,6 +66,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.ensure_dirs()
     upgrade_to_head(settings.sqlalchemy_url)  # before the worker starts polling its tables
+    _announce_first_key(settings)
     print(f"tuneserve: data in {settings.resolved_data_dir}", flush=True)
     print(f"tuneserve: database {settings.sqlalchemy_url}", flush=True)
     print(f"tuneserve: broker {settings.celery_broker_url}", flush=True)
@@ -100,11 +101,52 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _announce_first_key(settings: Settings) -> None:
+    from app.auth.commands import ensure_first_key, first_key_path
+
+    secret = ensure_first_key(settings)
+    if secret is not None:
+        print(f"tuneserve: first API key (tenant 'default'): {secret}", flush=True)
+        print(f"tuneserve: saved to {first_key_path(settings)} (mode 0600)", flush=True)
+    else:
+        print(
+            "tuneserve: API keys: `tuneserve keys list`; new ones with "
+            "`tuneserve keys create --tenant NAME`",
+            flush=True,
+        )
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from app.auth import commands
+
+    settings = get_settings()
+    if args.keys_command == "create":
+        return commands.create_key(settings, args.tenant, args.name, args.quiet)
+    if args.keys_command == "list":
+        return commands.list_keys(settings, args.all)
+    return commands.revoke_key(settings, args.key_id)
+
+
+def _demo_api_key(settings: Settings, given: str | None) -> str:
+    from app.auth.commands import first_key_path
+
+    if given:
+        return given
+    path = first_key_path(settings)
+    if path.is_file():
+        return path.read_text().strip()
+    raise SystemExit(
+        "no API key: pass --api-key or set TUNESERVE_API_KEY "
+        "(make one with `tuneserve keys create --tenant NAME`)"
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
     return run_demo(
         url=args.url,
+        api_key=_demo_api_key(get_settings(), args.api_key),
         data_dir=Path(args.data) if args.data else None,
         base_model=args.base_model,
         epochs=args.epochs,
@@ -132,8 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="upgrade the database schema").set_defaults(func=cmd_migrate)
 
+    keys = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys.set_defaults(func=cmd_keys)
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="a new key for a tenant (made if new)")
+    create.add_argument("--tenant", required=True, help="tenant name, e.g. your team")
+    create.add_argument("--name", default="key", help="what the key is for")
+    create.add_argument("--quiet", action="store_true", help="print only the key")
+    listing = keys_sub.add_parser("list", help="keys (never their secrets)")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    revoke = keys_sub.add_parser("revoke", help="refuse a key from now on")
+    revoke.add_argument("key_id", help="the key's id (key_…), from `tuneserve keys list`")
+
     demo = sub.add_parser("demo", help="fine-tune MRPC through a running service")
     demo.add_argument("--url", default=os.environ.get("TUNESERVE_URL", "http://127.0.0.1:8000"))
+    demo.add_argument(
+        "--api-key",
+        default=os.environ.get("TUNESERVE_API_KEY"),
+        help="default: $TUNESERVE_API_KEY, else the first key `tuneserve up` saved",
+    )
     demo.add_argument("--data", help="folder with MRPC train.tsv and dev.tsv")
     demo.add_argument("--base-model", default="all-MiniLM-L6-v2")
     demo.add_argument("--epochs", type=int, default=3)

@@ -47,9 +47,15 @@ def _dataset(client: httpx.Client, data_dir: Path | None, train_rows: int | None
 
 
 def run_demo(
-    url: str, data_dir: Path | None, base_model: str, epochs: int, train_rows: int | None
+    url: str,
+    api_key: str,
+    data_dir: Path | None,
+    base_model: str,
+    epochs: int,
+    train_rows: int | None,
 ) -> int:
-    with httpx.Client(base_url=url, timeout=60) as client:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
         for _ in range(60):
             try:
                 client.get("/healthz").raise_for_status()

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.config import get_settings
 from app.core.db import get_engine
 from app.core.deps import SessionDep
@@ -35,6 +36,13 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         get_engine().dispose()
 
 
+def request_body_limit(path: str) -> int:
+    settings = get_settings()
+    if path.rstrip("/") == "/v1/files":
+        return settings.max_upload_bytes + 1024 * 1024  # the file plus its multipart framing
+    return settings.max_request_bytes
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="tuneserve",
@@ -43,6 +51,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, limit_for_path=request_body_limit)
     app.include_router(files_router)
     app.include_router(jobs_router)
     app.include_router(models_router)

@@ -1,6 +1,7 @@
 """Loading a job's train and validation splits and turning labels into ids."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -20,11 +21,11 @@ class LabeledSplits:
     labels: list[str]  # id -> label name
 
 
-def load_splits(settings: Settings, spec: JobSpec) -> LabeledSplits:
+def load_splits(settings: Settings, tenant_id: str, spec: JobSpec) -> LabeledSplits:
     if isinstance(spec.dataset, HubDataset):
         train, validation, names = _load_hub(spec.dataset, spec.label_column)
     else:
-        train, validation = _load_files(settings, spec.dataset)
+        train, validation = _load_files(settings, tenant_id, spec.dataset)
         names = None
     for split, frame in (("train", train), ("validation", validation)):
         columns = [spec.text_column, spec.label_column]
@@ -42,11 +43,13 @@ def load_splits(settings: Settings, spec: JobSpec) -> LabeledSplits:
     return LabeledSplits(train=train, validation=validation, labels=labels)
 
 
-def _load_files(settings: Settings, dataset: FilesDataset) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _load_files(
+    settings: Settings, tenant_id: str, dataset: FilesDataset
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     frames = []
     with session_scope() as session:
         records = [
-            FileRepository(session).get(i)
+            FileRepository(session).get(tenant_id, i)
             for i in (dataset.train_file_id, dataset.validation_file_id)
         ]
     for split, record, file_id in zip(
@@ -69,6 +72,8 @@ def _load_hub(
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str] | None]:
     import datasets
 
+    if Path(dataset.name).exists():
+        raise JobFailure("invalid_dataset", f"'{dataset.name}' names a path on this worker.")
     try:
         loaded = [
             datasets.load_dataset(dataset.name, dataset.config, split=split)

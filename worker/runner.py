@@ -39,13 +39,14 @@ def run_job(settings: Settings, job_id: str) -> str:
         assert job is not None
         spec = JobSpec.model_validate(job.spec)
         attempt = job.attempts
+        tenant_id = job.tenant_id
 
     logger.info("claimed job %s as %s (attempt %d)", job_id, owner, attempt)
     lease = LeaseKeeper(job_id=job_id, owner=owner, settings=settings)
     lease.start()
     outcome = "crashed"
     try:
-        outcome = _train_and_finish(settings, job_id, owner, spec, attempt, lease)
+        outcome = _train_and_finish(settings, job_id, tenant_id, owner, spec, attempt, lease)
         return outcome
     finally:
         lease.close()
@@ -53,12 +54,18 @@ def run_job(settings: Settings, job_id: str) -> str:
 
 
 def _train_and_finish(
-    settings: Settings, job_id: str, owner: str, spec: JobSpec, attempt: int, lease: LeaseKeeper
+    settings: Settings,
+    job_id: str,
+    tenant_id: str,
+    owner: str,
+    spec: JobSpec,
+    attempt: int,
+    lease: LeaseKeeper,
 ) -> str:
     from worker.training import run_training  # torch is imported only in the process that trains
 
     try:
-        result = run_training(settings, job_id, spec, lease)
+        result = run_training(settings, job_id, tenant_id, spec, lease)
     except JobFailure as failure:
         code, message = failure.code, failure.message
         _finish(lambda repo: repo.finish_failed(job_id, owner, code, message))
@@ -76,6 +83,7 @@ def _train_and_finish(
     os.replace(result.model_dir, final_dir)  # atomic: predict never sees a partial folder
     model = TrainedModel(
         id=model_id,
+        tenant_id=tenant_id,
         job_id=job_id,
         base_model=spec.base_model,
         labels=result.labels,

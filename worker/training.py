@@ -95,10 +95,10 @@ def tokenize(
 
 
 def run_training(
-    settings: Settings, job_id: str, spec: JobSpec, lease: LeaseKeeper
+    settings: Settings, job_id: str, tenant_id: str, spec: JobSpec, lease: LeaseKeeper
 ) -> TrainingResult:
     """Train, evaluating each epoch; resumes from the job's last checkpoint when there is one."""
-    splits: LabeledSplits = load_splits(settings, spec)
+    splits: LabeledSplits = load_splits(settings, tenant_id, spec)
     hp = spec.hyperparameters
     set_seed(hp.seed)  # the new classification head is initialised reproducibly
     tokenizer, model = load_base(settings, spec.base_model, splits.labels)

@@ -31,9 +31,18 @@ class Settings(BaseSettings):
     fault_injection_step_delay_seconds: float = 0.0
 
     model_cache_size: int = 4
+
+    # Limits; each one exceeded is answered with a 4xx that names it.
+    max_request_bytes: int = 2 * 1024 * 1024  # JSON bodies; uploads have their own limit
     max_upload_bytes: int = 200 * 1024 * 1024
-    max_predict_inputs: int = 256
+    max_upload_rows: int = 1_000_000
     max_labels: int = 100
+    max_epochs: int = 50
+    max_batch_size: int = 256
+    max_sequence_length: int = 512
+    max_queued_jobs_per_tenant: int = 20
+    max_predict_inputs: int = 256
+    max_predict_text_chars: int = 10_000
 
     @property
     def resolved_data_dir(self) -> Path:

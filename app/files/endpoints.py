@@ -1,39 +1,60 @@
 """/v1/files: upload and list dataset files."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
+from app.auth.deps import PrincipalDep, get_principal
 from app.core.deps import SessionDep, SettingsDep
+from app.core.errors import V1_ERRORS
 from app.files import service
 from app.files.repository import FileRepository
 from app.files.schemas import FileList, FileRead
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(
+    prefix="/v1/files",
+    tags=["files"],
+    dependencies=[Depends(get_principal)],
+    responses=V1_ERRORS,
+)
 
 
 @router.post("", status_code=201, response_model=FileRead)
 async def upload_file(
     session: SessionDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     file: UploadFile,
-    format: Annotated[str | None, Form(description="csv, tsv or jsonl")] = None,
+    format: Annotated[
+        Literal["csv", "tsv", "jsonl"] | None,
+        Form(description="csv, tsv or jsonl; by default taken from the file name"),
+    ] = None,
 ) -> FileRead:
     """Upload a CSV, TSV or JSON Lines file; answers its id, row count and columns."""
     record = await run_in_threadpool(
-        service.upload_file, session, settings, file.file, file.filename or "upload", format
+        service.upload_file,
+        session,
+        settings,
+        principal.tenant_id,
+        file.file,
+        file.filename or "upload",
+        format,
     )
     session.commit()
     return FileRead.model_validate(record)
 
 
 @router.get("", response_model=FileList)
-def list_files(session: SessionDep, limit: int = 100) -> FileList:
-    records = FileRepository(session).list_recent(limit=max(1, min(limit, 1000)))
+def list_files(
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> FileList:
+    records = FileRepository(session).list_recent(principal.tenant_id, limit=limit)
     return FileList(data=[FileRead.model_validate(r) for r in records])
 
 
 @router.get("/{file_id}", response_model=FileRead)
-def get_file(session: SessionDep, file_id: str) -> FileRead:
-    return FileRead.model_validate(service.get_file(session, file_id))
+def get_file(session: SessionDep, principal: PrincipalDep, file_id: str) -> FileRead:
+    return FileRead.model_validate(service.get_file(session, principal.tenant_id, file_id))

@@ -4,6 +4,7 @@ TSV is read with quoting switched off, as GLUE's files need (unbalanced `"` insi
 a UTF-8 byte-order mark is dropped.
 """
 
+import codecs
 import csv
 import json
 from pathlib import Path
@@ -32,7 +33,8 @@ def read_table(path: Path, fmt: str) -> pd.DataFrame:
         else:
             raise FileParseError(f"Unknown format '{fmt}'; use one of {', '.join(FORMATS)}.")
     except UnicodeDecodeError as exc:
-        raise FileParseError(f"The file is not valid UTF-8 (byte {exc.start}).") from exc
+        offset = _utf8_error_offset(path, exc.start)
+        raise FileParseError(f"The file is not valid UTF-8 (byte {offset}).") from exc
     if len(frame.columns) == 0:
         raise FileParseError("The file has no columns.")
     if len(frame) == 0:
@@ -54,15 +56,23 @@ def _read_delimited(path: Path, fmt: str) -> pd.DataFrame:
             strict=fmt == "csv",
         )
         try:
-            header = next(reader, None)
+            header = next((row for row in reader if row), None)  # leading blank lines skipped
             if not header:
                 raise FileParseError("The file is empty.")
+            if any("\0" in name for name in header):
+                raise FileParseError(
+                    f"Line {reader.line_num} contains a NUL byte; is the file UTF-16 or binary?"
+                )
             if len(set(header)) != len(header):
                 raise FileParseError("The file has duplicate column names.")
             rows = []
             for row in reader:
                 if not row:
                     continue
+                if any("\0" in field for field in row):
+                    raise FileParseError(
+                        f"Line {reader.line_num} contains a NUL byte; is the file UTF-16 or binary?"
+                    )
                 if len(row) != len(header):
                     raise FileParseError(
                         f"Line {reader.line_num} has {len(row)} fields; the header has "
@@ -71,6 +81,8 @@ def _read_delimited(path: Path, fmt: str) -> pd.DataFrame:
                 rows.append(row)
         except csv.Error as exc:
             raise FileParseError(f"Line {reader.line_num}: {exc}.") from exc
+    if not any(field.strip() for row in [header, *rows] for field in row):
+        raise FileParseError("The file is empty (it holds only whitespace).")
     return pd.DataFrame(rows, columns=header, dtype=str)
 
 
@@ -84,9 +96,18 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise FileParseError(f"Line {line_number} is not valid JSON: {exc.msg}.") from exc
+            except RecursionError as exc:
+                raise FileParseError(f"Line {line_number} is nested too deeply.") from exc
+            except ValueError as exc:  # e.g. an integer of more than 4300 digits
+                raise FileParseError(f"Line {line_number} is not valid JSON: {exc}.") from exc
             if not isinstance(record, dict):
                 raise FileParseError(f"Line {line_number} is not a JSON object.")
-            records.append({str(k): _cell_text(v) for k, v in record.items()})
+            try:
+                records.append({str(k): _cell_text(v) for k, v in record.items()})
+            except (
+                RecursionError
+            ) as exc:  # json.dumps of a value nested nearly as deep as loads allows
+                raise FileParseError(f"Line {line_number} is nested too deeply.") from exc
     if not records:
         raise FileParseError("The file is empty.")
     return pd.DataFrame.from_records(records).fillna("")
@@ -102,3 +123,20 @@ def _cell_text(value: object) -> str:
     if isinstance(value, int | float):
         return str(value)
     return json.dumps(value)
+
+
+def _utf8_error_offset(path: Path, fallback: int) -> int:
+    """Where in the file the first invalid UTF-8 byte is (a decode error's own offset is per chunk)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(1 << 20)
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                return offset - pending + exc.start
+            if not chunk:
+                return fallback
+            offset += len(chunk)

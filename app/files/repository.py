@@ -1,4 +1,4 @@
-"""Queries on the files table."""
+"""Queries on the files table; every read is scoped to one tenant."""
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,9 +15,17 @@ class FileRepository:
         self.session.flush()
         return file
 
-    def get(self, file_id: str) -> DatasetFile | None:
-        return self.session.get(DatasetFile, file_id)
+    def get(self, tenant_id: str, file_id: str) -> DatasetFile | None:
+        query = select(DatasetFile).where(
+            DatasetFile.id == file_id, DatasetFile.tenant_id == tenant_id
+        )
+        return self.session.scalar(query)
 
-    def list_recent(self, limit: int) -> list[DatasetFile]:
-        query = select(DatasetFile).order_by(DatasetFile.created_at.desc()).limit(limit)
+    def list_recent(self, tenant_id: str, limit: int) -> list[DatasetFile]:
+        query = (
+            select(DatasetFile)
+            .where(DatasetFile.tenant_id == tenant_id)
+            .order_by(DatasetFile.created_at.desc(), DatasetFile.id.desc())
+            .limit(limit)
+        )
         return list(self.session.scalars(query))

@@ -18,7 +18,12 @@ _CHUNK = 1024 * 1024
 
 
 def upload_file(
-    session: Session, settings: Settings, stream: BinaryIO, filename: str, fmt: str | None
+    session: Session,
+    settings: Settings,
+    tenant_id: str,
+    stream: BinaryIO,
+    filename: str,
+    fmt: str | None,
 ) -> DatasetFile:
     """Store an upload after checking that it parses; nothing is kept when it does not."""
     fmt = (fmt or format_from_filename(filename) or "").lower()
@@ -39,11 +44,18 @@ def upload_file(
             frame = read_table(tmp_path, fmt)
         except FileParseError as exc:
             raise ApiError(400, "invalid_file", f"Cannot read '{filename}': {exc}") from exc
+        if len(frame) > settings.max_upload_rows:
+            raise ApiError(
+                413,
+                "too_many_rows",
+                f"'{filename}' has {len(frame)} rows; the limit is {settings.max_upload_rows}.",
+            )
         os.replace(tmp_path, file_path(settings, file_id, fmt))
     finally:
         tmp_path.unlink(missing_ok=True)
     record = DatasetFile(
         id=file_id,
+        tenant_id=tenant_id,
         filename=Path(filename).name[:255],
         format=fmt,
         size_bytes=size,
@@ -68,8 +80,8 @@ def _copy_limited(stream: BinaryIO, fd: int, limit: int) -> int:
     return size
 
 
-def get_file(session: Session, file_id: str) -> DatasetFile:
-    record = FileRepository(session).get(file_id)
+def get_file(session: Session, tenant_id: str, file_id: str) -> DatasetFile:
+    record = FileRepository(session).get(tenant_id, file_id)
     if record is None:
         raise NotFound("file", file_id)
     return record

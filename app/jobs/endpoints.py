@@ -3,16 +3,23 @@
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
+from app.auth.deps import PrincipalDep, get_principal
 from app.core.deps import SessionDep, SettingsDep
+from app.core.errors import V1_ERRORS
 from app.jobs import service
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobList, JobRead, JobSpec, JobStatusName, MetricList
 from app.queue import enqueue_training
 
 logger = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(
+    prefix="/v1/jobs",
+    tags=["jobs"],
+    dependencies=[Depends(get_principal)],
+    responses=V1_ERRORS,
+)
 
 
 @router.post("", status_code=201, response_model=JobRead)
@@ -20,11 +27,12 @@ def create_job(
     spec: JobSpec,
     session: SessionDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JobRead:
     """Queue a fine-tune job. The same Idempotency-Key and body return the same job."""
-    job, created = service.create_job(session, settings, spec, idempotency_key)
+    job, created = service.create_job(session, settings, principal.tenant_id, spec, idempotency_key)
     session.commit()
     if not created:
         response.status_code = 200
@@ -43,28 +51,31 @@ def create_job(
 @router.get("", response_model=JobList)
 def list_jobs(
     session: SessionDep,
+    principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     status: JobStatusName | None = None,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> JobList:
     """Jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
-    return service.list_jobs(session, limit=limit, status=status, cursor=cursor)
+    return service.list_jobs(
+        session, principal.tenant_id, limit=limit, status=status, cursor=cursor
+    )
 
 
 @router.get("/{job_id}", response_model=JobRead)
-def get_job(session: SessionDep, job_id: str) -> JobRead:
-    return service.to_read(service.get_job(session, job_id))
+def get_job(session: SessionDep, principal: PrincipalDep, job_id: str) -> JobRead:
+    return service.to_read(service.get_job(session, principal.tenant_id, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead)
-def cancel_job(session: SessionDep, job_id: str) -> JobRead:
+def cancel_job(session: SessionDep, principal: PrincipalDep, job_id: str) -> JobRead:
     """Cancel a queued job at once, or a running one at its next training step."""
-    job = service.cancel_job(session, job_id)
+    job = service.cancel_job(session, principal.tenant_id, job_id)
     session.commit()
     return service.to_read(job)
 
 
 @router.get("/{job_id}/metrics", response_model=MetricList)
-def list_metrics(session: SessionDep, job_id: str) -> MetricList:
+def list_metrics(session: SessionDep, principal: PrincipalDep, job_id: str) -> MetricList:
     """One row per finished epoch, written while the job trains."""
-    return service.list_metrics(session, job_id)
+    return service.list_metrics(session, principal.tenant_id, job_id)

@@ -9,7 +9,7 @@ import base64
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,9 +25,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """Raise ValueError when the cursor was not made by encode_cursor."""
     padded = cursor + "=" * (-len(cursor) % 4)
     created, _, job_id = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
-    if not job_id:
+    created_at = datetime.fromisoformat(created)
+    if not job_id or created_at.tzinfo is None:
         raise ValueError("bad cursor")
-    return datetime.fromisoformat(created), job_id
+    return created_at, job_id
 
 
 class JobRepository:
@@ -41,15 +42,38 @@ class JobRepository:
         return job
 
     def get(self, job_id: str) -> Job | None:
+        """Any tenant's job: for the worker and the reaper, never for an API caller."""
         return self.session.get(Job, job_id)
 
-    def get_by_idempotency_key(self, key: str) -> Job | None:
-        return self.session.scalar(select(Job).where(Job.idempotency_key == key))
+    def get_owned(self, tenant_id: str, job_id: str) -> Job | None:
+        return self.session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+
+    def get_by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
+        return self.session.scalar(
+            select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key)
+        )
+
+    def count_queued(self, tenant_id: str) -> int:
+        query = (
+            select(func.count())
+            .select_from(Job)
+            .where(Job.tenant_id == tenant_id, Job.status == JobStatus.queued)
+        )
+        return int(self.session.scalar(query) or 0)
 
     def list_recent(
-        self, limit: int, status: str | None = None, cursor: tuple[datetime, str] | None = None
+        self,
+        tenant_id: str,
+        limit: int,
+        status: str | None = None,
+        cursor: tuple[datetime, str] | None = None,
     ) -> list[Job]:
-        query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+        query = (
+            select(Job)
+            .where(Job.tenant_id == tenant_id)
+            .order_by(Job.created_at.desc(), Job.id.desc())
+            .limit(limit)
+        )
         if status is not None:
             query = query.where(Job.status == status)
         if cursor is not None:

@@ -17,20 +17,26 @@ class FilesDataset(StrictModel):
     """Uploaded files, one per split."""
 
     source: Literal["files"] = "files"
-    train_file_id: str
-    validation_file_id: str
+    train_file_id: str = Field(min_length=1, max_length=40)
+    validation_file_id: str = Field(min_length=1, max_length=40)
+
+
+SPLIT_PATTERN = r"^[A-Za-z0-9_][\w.\-]*(\[[\w:%\-]*\])?$"
 
 
 class HubDataset(StrictModel):
-    """A Hugging Face Hub dataset (needs network access or a filled local cache)."""
+    """A Hugging Face Hub dataset, `owner/name` (needs network access or a filled local cache)."""
 
     source: Literal["hub"]
     name: str = Field(
-        min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$"
+        min_length=3,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$",
+        description="owner/name on the Hub, e.g. nyu-mll/glue",
     )
-    config: str | None = Field(default=None, max_length=200)
-    train_split: str = "train"
-    validation_split: str = "validation"
+    config: str | None = Field(default=None, max_length=200, pattern=r"^[\w.\-]+$")
+    train_split: str = Field(default="train", max_length=100, pattern=SPLIT_PATTERN)
+    validation_split: str = Field(default="validation", max_length=100, pattern=SPLIT_PATTERN)
 
 
 DatasetSpec = Annotated[FilesDataset | HubDataset, Field(discriminator="source")]

@@ -2,9 +2,11 @@
 
 import hashlib
 import json
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from app.auth.repository import TenantRepository
 from app.core.config import Settings
 from app.core.errors import ApiError, NotFound
 from app.files.repository import FileRepository
@@ -30,13 +32,17 @@ def spec_hash(spec: JobSpec) -> str:
 
 
 def create_job(
-    session: Session, settings: Settings, spec: JobSpec, idempotency_key: str | None
+    session: Session,
+    settings: Settings,
+    tenant_id: str,
+    spec: JobSpec,
+    idempotency_key: str | None,
 ) -> tuple[Job, bool]:
     """Validate what can be known up front and store the job; returns (job, created)."""
     repo = JobRepository(session)
     digest = spec_hash(spec)
     if idempotency_key is not None:
-        existing = repo.get_by_idempotency_key(idempotency_key)
+        existing = repo.get_by_idempotency_key(tenant_id, idempotency_key)
         if existing is not None:
             if existing.request_hash != digest:
                 raise ApiError(
@@ -45,11 +51,26 @@ def create_job(
                     "This Idempotency-Key was already used with a different job spec.",
                 )
             return existing, False
-    _check_base_model(session, settings, spec.base_model)
+    _check_limits(settings, spec)
+    _check_base_model(session, settings, tenant_id, spec.base_model)
     if isinstance(spec.dataset, FilesDataset):
-        _check_files(session, spec)
+        _check_files(session, tenant_id, spec)
+    elif Path(spec.dataset.name).exists():
+        # datasets.load_dataset would read that path on the worker instead of the Hub.
+        raise ApiError(422, "invalid_dataset", f"'{spec.dataset.name}' names a path on the server.")
+    TenantRepository(session).lock(tenant_id)
+    queued = repo.count_queued(tenant_id)
+    if queued >= settings.max_queued_jobs_per_tenant:
+        raise ApiError(
+            429,
+            "too_many_queued_jobs",
+            f"This tenant already has {queued} queued jobs, the limit; wait for some to start "
+            "or cancel some.",
+            headers={"Retry-After": "60"},
+        )
     job = Job(
         id=new_id("job"),
+        tenant_id=tenant_id,
         status=JobStatus.queued,
         spec=spec.model_dump(mode="json"),
         total_epochs=float(spec.hyperparameters.num_train_epochs),
@@ -63,16 +84,32 @@ def create_job(
     return repo.add(job), True
 
 
-def _check_base_model(session: Session, settings: Settings, name: str) -> None:
+def _check_limits(settings: Settings, spec: JobSpec) -> None:
+    hp = spec.hyperparameters
+    for field, value, limit in (
+        ("num_train_epochs", hp.num_train_epochs, settings.max_epochs),
+        ("per_device_train_batch_size", hp.per_device_train_batch_size, settings.max_batch_size),
+        ("per_device_eval_batch_size", hp.per_device_eval_batch_size, settings.max_batch_size),
+        ("max_length", hp.max_length or 0, settings.max_sequence_length),
+    ):
+        if value > limit:
+            raise ApiError(
+                422,
+                "limit_exceeded",
+                f"hyperparameters.{field} is {value}; this service allows at most {limit}.",
+            )
+
+
+def _check_base_model(session: Session, settings: Settings, tenant_id: str, name: str) -> None:
     try:
         ref = locate_base_model(settings, name)
     except InvalidModelName as exc:
         raise ApiError(422, "invalid_base_model", str(exc)) from exc
-    if ref.kind == "trained" and ModelRepository(session).get(name) is None:
+    if ref.kind == "trained" and ModelRepository(session).get(tenant_id, name) is None:
         raise ApiError(422, "unknown_base_model", f"No trained model with id '{name}'.")
 
 
-def _check_files(session: Session, spec: JobSpec) -> None:
+def _check_files(session: Session, tenant_id: str, spec: JobSpec) -> None:
     assert isinstance(spec.dataset, FilesDataset)
     files = FileRepository(session)
     wanted = [spec.text_column, spec.label_column]
@@ -82,7 +119,7 @@ def _check_files(session: Session, spec: JobSpec) -> None:
         ("train", spec.dataset.train_file_id),
         ("validation", spec.dataset.validation_file_id),
     ):
-        record = files.get(file_id)
+        record = files.get(tenant_id, file_id)
         if record is None:
             raise ApiError(
                 422,
@@ -99,29 +136,33 @@ def _check_files(session: Session, spec: JobSpec) -> None:
             )
 
 
-def get_job(session: Session, job_id: str) -> Job:
-    job = JobRepository(session).get(job_id)
+def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    job = JobRepository(session).get_owned(tenant_id, job_id)
     if job is None:
         raise NotFound("job", job_id)
     return job
 
 
-def list_jobs(session: Session, limit: int, status: str | None, cursor: str | None) -> JobList:
+def list_jobs(
+    session: Session, tenant_id: str, limit: int, status: str | None, cursor: str | None
+) -> JobList:
     position = None
     if cursor:
         try:
             position = decode_cursor(cursor)
         except ValueError as exc:
             raise ApiError(400, "invalid_cursor", "The cursor is not one this API gave.") from exc
-    jobs = JobRepository(session).list_recent(limit=limit + 1, status=status, cursor=position)
+    jobs = JobRepository(session).list_recent(
+        tenant_id, limit=limit + 1, status=status, cursor=position
+    )
     page = jobs[:limit]
     next_cursor = encode_cursor(page[-1]) if len(jobs) > limit else None
     return JobList(data=[to_read(job) for job in page], next_cursor=next_cursor)
 
 
-def cancel_job(session: Session, job_id: str) -> Job:
+def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
     repo = JobRepository(session)
-    job = get_job(session, job_id)
+    job = get_job(session, tenant_id, job_id)
     status = JobStatus(job.status)
     if status.is_terminal:
         raise ApiError(
@@ -133,7 +174,7 @@ def cancel_job(session: Session, job_id: str) -> Job:
         return job
     if not repo.request_cancel(job_id):
         # It changed state between the read and the update; answer with what it is now.
-        return cancel_job(session, job_id)
+        return cancel_job(session, tenant_id, job_id)
     return get_job_fresh(session, job_id)
 
 
@@ -144,8 +185,8 @@ def get_job_fresh(session: Session, job_id: str) -> Job:
     return job
 
 
-def list_metrics(session: Session, job_id: str) -> MetricList:
-    get_job(session, job_id)
+def list_metrics(session: Session, tenant_id: str, job_id: str) -> MetricList:
+    get_job(session, tenant_id, job_id)
     rows = JobRepository(session).list_metrics(job_id)
     return MetricList(data=[MetricRow.model_validate(row) for row in rows])
 

@@ -2,21 +2,27 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 
+from app.auth.deps import PrincipalDep, get_principal
 from app.core.deps import SessionDep, SettingsDep
-from app.core.errors import ApiError, NotFound
+from app.core.errors import V1_ERRORS, ApiError, NotFound
 from app.models.repository import ModelRepository
 from app.models.schemas import ModelList, ModelRead, PredictRequest, PredictResponse
 from app.predict import service as predict_service
 from app.tables import TrainedModel
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(
+    prefix="/v1/models",
+    tags=["models"],
+    dependencies=[Depends(get_principal)],
+    responses=V1_ERRORS,
+)
 
 
-def _get_model(session: SessionDep, model_id: str) -> TrainedModel:
-    record = ModelRepository(session).get(model_id)
+def _get_model(session: SessionDep, tenant_id: str, model_id: str) -> TrainedModel:
+    record = ModelRepository(session).get(tenant_id, model_id)
     if record is None:
         raise NotFound("model", model_id)
     return record
@@ -24,23 +30,29 @@ def _get_model(session: SessionDep, model_id: str) -> TrainedModel:
 
 @router.get("", response_model=ModelList)
 def list_models(
-    session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ModelList:
-    records = ModelRepository(session).list_recent(limit)
+    records = ModelRepository(session).list_recent(principal.tenant_id, limit)
     return ModelList(data=[ModelRead.model_validate(r) for r in records])
 
 
 @router.get("/{model_id}", response_model=ModelRead)
-def get_model(session: SessionDep, model_id: str) -> ModelRead:
-    return ModelRead.model_validate(_get_model(session, model_id))
+def get_model(session: SessionDep, principal: PrincipalDep, model_id: str) -> ModelRead:
+    return ModelRead.model_validate(_get_model(session, principal.tenant_id, model_id))
 
 
 @router.post("/{model_id}/predict", response_model=PredictResponse)
 async def predict(
-    session: SessionDep, settings: SettingsDep, model_id: str, request: PredictRequest
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    model_id: str,
+    request: PredictRequest,
 ) -> PredictResponse:
     """Label each input; the answer has the predicted label and every label's probability."""
-    record = await run_in_threadpool(_get_model, session, model_id)
+    record = await run_in_threadpool(_get_model, session, principal.tenant_id, model_id)
     if len(request.inputs) > settings.max_predict_inputs:
         raise ApiError(
             413,
@@ -48,5 +60,7 @@ async def predict(
             f"At most {settings.max_predict_inputs} inputs per request; send smaller batches.",
         )
     session.close()  # the forward pass needs no database connection
-    predictions = await run_in_threadpool(predict_service.predict, record, request)
+    predictions = await run_in_threadpool(
+        predict_service.predict, record, request, settings.max_predict_text_chars
+    )
     return PredictResponse(model_id=model_id, predictions=predictions)

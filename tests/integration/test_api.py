@@ -8,14 +8,17 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support.auth import issue_test_key
+from tests.support.specs import tiny_spec
 from tests.support.tiny_model import sentiment_rows
 
 
 @pytest.fixture
-def client(configured: Path) -> Iterator[TestClient]:
+def client(configured: Path, database_url: str) -> Iterator[TestClient]:
     from app.main import create_app
 
-    with TestClient(create_app()) as test_client:
+    key = issue_test_key(database_url)
+    with TestClient(create_app(), headers={"Authorization": f"Bearer {key}"}) as test_client:
         yield test_client
 
 
@@ -24,17 +27,6 @@ def upload_rows(client: TestClient, rows: list[dict[str, str]], name: str = "d.j
     response = client.post("/v1/files", files={"file": (name, content)})
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
-
-
-def job_spec(train: str, validation: str, **changes: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "base_model": "tiny",
-        "dataset": {"source": "files", "train_file_id": train, "validation_file_id": validation},
-        "text_column": "sentence",
-        "label_column": "label",
-    }
-    spec.update(changes)
-    return spec
 
 
 def assert_error(response: Any, status: int, code: str) -> None:
@@ -67,7 +59,7 @@ def test_upload_rejects_unreadable_files(client: TestClient) -> None:
 
 def test_create_job_and_read_it(client: TestClient) -> None:
     train, dev = upload_rows(client, sentiment_rows(20)), upload_rows(client, sentiment_rows(6))
-    created = client.post("/v1/jobs", json=job_spec(train, dev))
+    created = client.post("/v1/jobs", json=tiny_spec(train, dev))
     assert created.status_code == 201, created.text
     job = created.json()
     assert job["status"] == "queued"
@@ -85,25 +77,25 @@ def test_bad_job_specs_store_nothing(client: TestClient) -> None:
     )
     assert_error(client.post("/v1/jobs", json={"base_model": "tiny"}), 422, "validation_error")
     assert_error(
-        client.post("/v1/jobs", json=job_spec(train, dev, extra=1)), 422, "validation_error"
+        client.post("/v1/jobs", json=tiny_spec(train, dev, extra=1)), 422, "validation_error"
     )
     for hp in ({"num_train_epochs": 0}, {"per_device_train_batch_size": 0}):
-        response = client.post("/v1/jobs", json=job_spec(train, dev, hyperparameters=hp))
+        response = client.post("/v1/jobs", json=tiny_spec(train, dev, hyperparameters=hp))
         assert_error(response, 422, "validation_error")
-    assert_error(client.post("/v1/jobs", json=job_spec("file_nope", dev)), 422, "unknown_file")
-    response = client.post("/v1/jobs", json=job_spec(train, dev, text_column="nope"))
+    assert_error(client.post("/v1/jobs", json=tiny_spec("file_nope", dev)), 422, "unknown_file")
+    response = client.post("/v1/jobs", json=tiny_spec(train, dev, text_column="nope"))
     assert_error(response, 422, "unknown_column")
     assert "'sentence'" in response.json()["error"]["message"]
-    response = client.post("/v1/jobs", json=job_spec(train, dev, base_model="../../etc"))
+    response = client.post("/v1/jobs", json=tiny_spec(train, dev, base_model="../../etc"))
     assert_error(response, 422, "invalid_base_model")
-    response = client.post("/v1/jobs", json=job_spec(train, dev, base_model="mdl_" + "0" * 24))
+    response = client.post("/v1/jobs", json=tiny_spec(train, dev, base_model="mdl_" + "0" * 24))
     assert_error(response, 422, "unknown_base_model")
     assert client.get("/v1/jobs").json()["data"] == []
 
 
 def test_list_jobs_newest_first_with_cursor_and_status(client: TestClient) -> None:
     train, dev = upload_rows(client, sentiment_rows(20)), upload_rows(client, sentiment_rows(6))
-    ids = [client.post("/v1/jobs", json=job_spec(train, dev)).json()["id"] for _ in range(5)]
+    ids = [client.post("/v1/jobs", json=tiny_spec(train, dev)).json()["id"] for _ in range(5)]
     client.post(f"/v1/jobs/{ids[0]}/cancel")
     seen: list[str] = []
     cursor = None
@@ -125,7 +117,7 @@ def test_list_jobs_newest_first_with_cursor_and_status(client: TestClient) -> No
 
 def test_cancel_queued_job_and_cancel_again(client: TestClient) -> None:
     train, dev = upload_rows(client, sentiment_rows(20)), upload_rows(client, sentiment_rows(6))
-    job_id = client.post("/v1/jobs", json=job_spec(train, dev)).json()["id"]
+    job_id = client.post("/v1/jobs", json=tiny_spec(train, dev)).json()["id"]
     cancelled = client.post(f"/v1/jobs/{job_id}/cancel")
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
@@ -137,11 +129,11 @@ def test_cancel_queued_job_and_cancel_again(client: TestClient) -> None:
 def test_idempotency_key(client: TestClient) -> None:
     train, dev = upload_rows(client, sentiment_rows(20)), upload_rows(client, sentiment_rows(6))
     headers = {"Idempotency-Key": "abc-123"}
-    first = client.post("/v1/jobs", json=job_spec(train, dev), headers=headers)
-    again = client.post("/v1/jobs", json=job_spec(train, dev), headers=headers)
+    first = client.post("/v1/jobs", json=tiny_spec(train, dev), headers=headers)
+    again = client.post("/v1/jobs", json=tiny_spec(train, dev), headers=headers)
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["id"] == again.json()["id"]
-    other = job_spec(train, dev, hyperparameters={"num_train_epochs": 1})
+    other = tiny_spec(train, dev, hyperparameters={"num_train_epochs": 1})
     assert_error(
         client.post("/v1/jobs", json=other, headers=headers), 409, "idempotency_key_reused"
     )
@@ -174,7 +166,8 @@ def test_database_down_answers_503(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     reset_caches()
     try:
         client = TestClient(create_app())  # no lifespan: migrations would fail first
-        response = client.get("/v1/jobs")
+        # The key check is the first thing that needs the database.
+        response = client.get("/v1/jobs", headers={"Authorization": "Bearer tsk_" + "0" * 48})
         assert_error(response, 503, "database_unavailable")
         assert response.headers["retry-after"] == "5"
     finally:

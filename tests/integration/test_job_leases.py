@@ -9,12 +9,14 @@ from app.core.db import session_scope
 from app.jobs.reaper import reap_once
 from app.jobs.repository import JobRepository
 from app.tables import Job, JobMetric, JobStatus, TrainedModel, new_id
+from tests.support.auth import tenant_id_of
 
 
 def add_job() -> str:
     with session_scope() as session:
         job = Job(
             id=new_id("job"),
+            tenant_id=tenant_id_of(session),
             status=JobStatus.queued,
             spec={},
             total_epochs=3.0,
@@ -25,6 +27,16 @@ def add_job() -> str:
         )
         JobRepository(session).add(job)
         return job.id
+
+
+def trained_model(job_id: str) -> TrainedModel:
+    with session_scope() as session:
+        job = JobRepository(session).get(job_id)
+        assert job is not None
+        tenant_id = job.tenant_id
+    return TrainedModel(
+        id=new_id("mdl"), tenant_id=tenant_id, job_id=job_id, base_model="b", labels=[], metrics={}
+    )
 
 
 def claim(job_id: str, owner: str, lease: float = 60) -> bool:
@@ -51,11 +63,11 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_finish(configur
         repo = JobRepository(session)
         assert repo.renew_lease(job_id, "w1", 60, {}) is None
         assert not repo.finish_failed(job_id, "w1", "x", "y")
-        model = TrainedModel(id=new_id("mdl"), job_id=job_id, base_model="b", labels=[], metrics={})
+        model = trained_model(job_id)
         assert not repo.finish_succeeded(job_id, "w1", model)
     with session_scope() as session:
         repo = JobRepository(session)
-        model = TrainedModel(id=new_id("mdl"), job_id=job_id, base_model="b", labels=[], metrics={})
+        model = trained_model(job_id)
         assert repo.finish_succeeded(job_id, "w2", model)
     with session_scope() as session:
         job = JobRepository(session).get(job_id)

@@ -9,8 +9,12 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
+
+from app.core.config import Settings
+from tests.support.auth import issue_test_key
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -32,6 +36,18 @@ class Service:
         self.log_dir = log_dir
         self.embedded = embedded
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.api_key = ""
+
+    def settings(self) -> Settings:
+        """The settings the service's processes read from their environment."""
+        with mock.patch.dict(os.environ, self.env, clear=True):
+            return Settings()
+
+    def issue_key(self, tenant: str = "tests") -> str:
+        """A key of `tenant`, made straight in the service's database."""
+        settings = self.settings()
+        settings.ensure_dirs()
+        return issue_test_key(settings.sqlalchemy_url, tenant)
 
     def start_process(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
@@ -47,6 +63,7 @@ class Service:
         return process
 
     def start(self) -> "Service":
+        self.api_key = self.issue_key()
         port = str(self.port)
         if self.embedded:
             self.start_process("up", "up", "--port", port)
@@ -87,8 +104,9 @@ class Service:
         )
 
     # --- HTTP helpers -------------------------------------------------------------------
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=120)
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {api_key or self.api_key}"}
+        return httpx.Client(base_url=self.url, timeout=120, headers=headers)
 
     def upload(self, rows: list[dict[str, str]], name: str = "data.jsonl") -> str:
         content = "".join(json.dumps(row) + "\n" for row in rows)

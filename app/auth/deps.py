@@ -1,0 +1,38 @@
+"""The `PrincipalDep` dependency: every /v1 route needs `Authorization: Bearer <key>`."""
+
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.auth.service import Principal, authenticate
+from app.core.deps import SessionDep
+from app.core.errors import ApiError
+
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="An API key made with `tuneserve keys create`."
+)
+
+
+class Unauthorized(ApiError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(401, code, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_principal(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    if credentials is None:
+        raise Unauthorized(
+            "missing_api_key",
+            "This endpoint needs an API key: send 'Authorization: Bearer <key>'. "
+            "Make one with `tuneserve keys create --tenant NAME`.",
+        )
+    principal = authenticate(session, credentials.credentials)
+    if principal is None:
+        raise Unauthorized("invalid_api_key", "The API key is unknown or has been revoked.")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
