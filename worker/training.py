@@ -50,9 +50,10 @@ def load_base(settings: Settings, name: str, labels: list[str]) -> tuple[Any, An
         raise JobFailure("invalid_base_model", str(exc)) from exc
     id2label = dict(enumerate(labels))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(ref.location)
+        tokenizer = AutoTokenizer.from_pretrained(ref.location, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
             ref.location,
+            trust_remote_code=False,
             num_labels=len(labels),
             id2label=id2label,
             label2id={label: i for i, label in id2label.items()},

@@ -7,12 +7,14 @@ a UTF-8 byte-order mark is dropped.
 import codecs
 import csv
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 
 FORMATS = ("csv", "tsv", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_SURROGATE = re.compile("[\ud800-\udfff]")  # only a JSON escape such as "\ud800" can make one
 
 
 class FileParseError(ValueError):
@@ -103,11 +105,16 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             if not isinstance(record, dict):
                 raise FileParseError(f"Line {line_number} is not a JSON object.")
             try:
-                records.append({str(k): _cell_text(v) for k, v in record.items()})
-            except (
-                RecursionError
-            ) as exc:  # json.dumps of a value nested nearly as deep as loads allows
+                cells = {str(k): _cell_text(v) for k, v in record.items()}
+            except RecursionError as exc:
+                # json.dumps of a value nested nearly as deep as json.loads allows
                 raise FileParseError(f"Line {line_number} is nested too deeply.") from exc
+            if "\\u" in line and any(_SURROGATE.search(t) for c in cells.items() for t in c):
+                raise FileParseError(
+                    f"Line {line_number} has an unpaired surrogate escape (\\ud800-\\udfff); "
+                    "the text is not valid Unicode."
+                )
+            records.append(cells)
     if not records:
         raise FileParseError("The file is empty.")
     return pd.DataFrame.from_records(records).fillna("")

@@ -17,9 +17,11 @@ class LoadedModel:
     @classmethod
     def load(cls, folder: Path) -> "LoadedModel":
         # local_files_only: a trained model is always a folder of ours; safetensors only.
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(
+            folder, local_files_only=True, trust_remote_code=False
+        )
         model = AutoModelForSequenceClassification.from_pretrained(
-            folder, local_files_only=True, use_safetensors=True
+            folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
         )
         model.eval()
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
