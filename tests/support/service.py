@@ -29,7 +29,9 @@ def free_port() -> int:
 class Service:
     """`tuneserve up` (embedded) or `tuneserve api` + `tuneserve worker` (production)."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, embedded: bool) -> None:
+    def __init__(
+        self, env: dict[str, str], log_dir: Path, embedded: bool, issue_key: bool = True
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
@@ -37,6 +39,7 @@ class Service:
         self.embedded = embedded
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.api_key = ""
+        self.issue_key_at_start = issue_key
 
     def settings(self) -> Settings:
         """The settings the service's processes read from their environment."""
@@ -48,6 +51,17 @@ class Service:
         settings = self.settings()
         settings.ensure_dirs()
         return issue_test_key(settings.sqlalchemy_url, tenant)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a `tuneserve` command against this service's settings."""
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def start_process(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
@@ -63,7 +77,8 @@ class Service:
         return process
 
     def start(self) -> "Service":
-        self.api_key = self.issue_key()
+        if self.issue_key_at_start:
+            self.api_key = self.issue_key()
         port = str(self.port)
         if self.embedded:
             self.start_process("up", "up", "--port", port)

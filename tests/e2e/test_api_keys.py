@@ -1,0 +1,59 @@
+"""`tuneserve up` makes a first key; `tuneserve keys` creates, lists and revokes keys live."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.service import Service
+
+pytestmark = pytest.mark.e2e
+
+
+def status_with(service: Service, key: str | None) -> int:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.get(f"{service.url}/v1/jobs", headers=headers, timeout=30).status_code
+
+
+def test_first_key_then_keys_commands(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    service = Service({"TUNESERVE_DATA_DIR": str(data_dir)}, tmp_path, True, issue_key=False)
+    try:
+        service.start()
+        first = (data_dir / "first-api-key").read_text().strip()
+        assert f"first API key (tenant 'default'): {first}" in (tmp_path / "up.log").read_text()
+        assert status_with(service, first) == 200
+        assert status_with(service, None) == 401
+
+        created = service.cli("keys", "create", "--tenant", "research", "--name", "ci")
+        assert created.returncode == 0, created.stderr
+        new_key = next(w for w in created.stdout.split() if w.startswith("tsk_"))
+        assert status_with(service, new_key) == 200
+
+        listed = service.cli("keys", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert "research" in listed.stdout and "default" in listed.stdout
+        assert new_key[:12] in listed.stdout and new_key not in listed.stdout
+        key_id = next(
+            w
+            for line in listed.stdout.splitlines()
+            if "research" in line
+            for w in line.split()
+            if w.startswith("key_")
+        )
+
+        revoked = service.cli("keys", "revoke", key_id)
+        assert revoked.returncode == 0, revoked.stderr
+        assert status_with(service, new_key) == 401  # at once, no restart
+        assert status_with(service, first) == 200
+        assert service.cli("keys", "revoke", key_id).returncode == 1
+        assert "revoked" in service.cli("keys", "list", "--all").stdout
+    finally:
+        service.stop()
+    # A restart does not make another first key.
+    service.start()
+    try:
+        assert (data_dir / "first-api-key").read_text().strip() == first
+        assert (tmp_path / "up.log").read_text().count("first API key") == 1
+    finally:
+        service.stop()
