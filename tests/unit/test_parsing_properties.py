@@ -110,6 +110,8 @@ _FRAGMENTS = st.sampled_from(
     + [b"\xc3", b"\xc3\xa9", BOM, b"\xf0\x9f\x98\x80", b'{"a": 1}\n', b"a,b\n", b"a\tb\n"]
     # Past the interpreter's limits: nesting deeper than the recursion limit, a 4,301-digit number.
     + [b"[" * 1_500, b'{"a":' * 1_500, b"9" * 4_301]
+    # JSON escapes of lone UTF-16 surrogates (not encodable as UTF-8), and a valid pair.
+    + [b'"\\ud800"', b"\\udfff", b'"\\ud83d\\ude00"']
 )
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
@@ -409,6 +411,21 @@ def test_jsonl_line_that_is_not_an_object(workdir: Path, line: str) -> None:
 def test_jsonl_broken_line_names_the_line(workdir: Path, line: str) -> None:
     message = parse_error(workdir, '{"a": 1}\n{"a": 2}\n' + line + '\n{"a": 3}\n', "jsonl")
     assert "Line 3 is not valid JSON" in message
+
+
+@pytest.mark.parametrize(
+    "line", ['{"a": "\\ud800"}', '{"\\udfff": "x"}', '{"a": "ok \\ude00 \\ud83d"}']
+)
+def test_jsonl_lone_surrogate_escape(workdir: Path, line: str) -> None:
+    message = parse_error(workdir, '{"a": "x"}\n' + line + "\n", "jsonl")
+    assert "Line 2" in message
+    assert "surrogate" in message
+
+
+def test_jsonl_surrogate_pairs_and_nested_lone_surrogates_are_fine(workdir: Path) -> None:
+    content = '{"a": "\\ud83d\\ude00", "b": ["\\ud800"]}\n'
+    frame = read_table(write(workdir, content.encode(), ".jsonl"), "jsonl")
+    assert as_rows(frame) == [["\U0001f600", '["\\ud800"]']]
 
 
 def test_jsonl_objects_without_keys_have_no_columns(workdir: Path) -> None:
