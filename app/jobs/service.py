@@ -41,6 +41,9 @@ def create_job(
     """Validate what can be known up front and store the job; returns (job, created)."""
     repo = JobRepository(session)
     digest = spec_hash(spec)
+    # One job creation per tenant at a time: the Idempotency-Key lookup and the queued-jobs
+    # count below then see every job committed before, and cannot both pass for two requests.
+    TenantRepository(session).lock(tenant_id)
     if idempotency_key is not None:
         existing = repo.get_by_idempotency_key(tenant_id, idempotency_key)
         if existing is not None:
@@ -58,7 +61,6 @@ def create_job(
     elif Path(spec.dataset.name).exists():
         # datasets.load_dataset would read that path on the worker instead of the Hub.
         raise ApiError(422, "invalid_dataset", f"'{spec.dataset.name}' names a path on the server.")
-    TenantRepository(session).lock(tenant_id)
     queued = repo.count_queued(tenant_id)
     if queued >= settings.max_queued_jobs_per_tenant:
         raise ApiError(

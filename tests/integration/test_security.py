@@ -352,3 +352,35 @@ def test_job_rows_carry_their_tenant(alice: TestClient) -> None:
         tenant = TenantRepository(session).get_by_name("alice")
         assert job is not None and tenant is not None
         assert job.tenant_id == tenant.id
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_concurrent_creates_with_one_idempotency_key_make_one_job(
+    alice: TestClient, database_url: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.core.db import get_sessionmaker
+    from app.jobs import service
+    from app.jobs.schemas import JobSpec
+
+    train = upload(alice, sentiment_rows(20))
+    spec = JobSpec.model_validate(tiny_spec(train, train))
+    with session_scope() as session:
+        tenant = TenantRepository(session).get_by_name("alice")
+        assert tenant is not None
+        tenant_id = tenant.id
+
+    def create(_: int) -> tuple[str, bool]:
+        session = get_sessionmaker()()
+        try:
+            job, created = service.create_job(session, get_settings(), tenant_id, spec, "same")
+            session.commit()
+            return job.id, created
+        finally:
+            session.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(create, range(16)))
+    assert len({job_id for job_id, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
