@@ -14,6 +14,7 @@ from app.core.db import get_engine
 from app.core.deps import SessionDep
 from app.core.errors import install_error_handlers
 from app.core.migrate import upgrade_to_head
+from app.events.endpoints import router as events_router
 from app.files.endpoints import router as files_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.reaper import start_reaper_thread
@@ -54,6 +55,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, limit_for_path=request_body_limit)
     app.include_router(files_router)
     app.include_router(jobs_router)
+    app.include_router(events_router)
     app.include_router(models_router)
 
     @app.get("/healthz", tags=["health"])

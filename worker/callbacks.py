@@ -1,4 +1,5 @@
-"""Trainer callbacks: per-epoch metrics rows in the database, and stopping on request."""
+"""Trainer callbacks: per-epoch metrics rows and job events in the database, and stopping on
+request."""
 
 import logging
 import math
@@ -8,6 +9,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from app.core.db import session_scope
+from app.events.repository import EventRepository
 from app.jobs.repository import JobRepository
 from app.tables import JobMetric
 from worker.lease import LeaseKeeper
@@ -25,11 +27,15 @@ class JobProgressCallback(TrainerCallback):
         self.step_delay = step_delay
         self.started = time.monotonic()
         self.final_metrics: dict[str, float] = {}
+        # (loss, steps it covers) of each logged window since the last evaluation
+        self.epoch_losses: list[tuple[float, int]] = []
+        self.last_logged_step = 0
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
         self.lease.progress.total_steps = state.max_steps
+        self.last_logged_step = state.global_step  # a resumed run starts past zero
         self._record_progress(state)
 
     def on_step_end(
@@ -45,8 +51,36 @@ class JobProgressCallback(TrainerCallback):
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> TrainerControl:
+        control.should_log = True  # close the loss window exactly at the epoch boundary
         self._maybe_stop(control)
         return control
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kw: Any,
+    ) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or not math.isfinite(loss) or state.global_step <= self.last_logged_step:
+            return
+        self.epoch_losses.append((float(loss), state.global_step - self.last_logged_step))
+        self.last_logged_step = state.global_step
+        data = {
+            "step": state.global_step,
+            "epoch": round(float(state.epoch or 0.0), 4),
+            "loss": float(loss),
+            "learning_rate": (logs or {}).get("learning_rate"),
+        }
+        retry_db(lambda: _append_event(self.job_id, "train_loss", data))
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        data = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
+        retry_db(lambda: _append_event(self.job_id, "checkpoint_saved", data))
 
     def on_evaluate(
         self,
@@ -58,9 +92,12 @@ class JobProgressCallback(TrainerCallback):
     ) -> None:
         metrics = metrics or {}
         epoch = int(round(state.epoch or 0))
-        train_loss = next(
-            (entry["loss"] for entry in reversed(state.log_history) if "loss" in entry), None
+        # The epoch's mean training loss, from the windows logged during it.
+        steps = sum(count for _, count in self.epoch_losses)
+        train_loss = (
+            sum(loss * count for loss, count in self.epoch_losses) / steps if steps else None
         )
+        self.epoch_losses = []
         scores = {
             key.removeprefix("eval_"): float(value)
             for key, value in metrics.items()
@@ -97,6 +134,11 @@ class JobProgressCallback(TrainerCallback):
         control.should_save = False
         control.should_log = False
         return True
+
+
+def _append_event(job_id: str, type: str, data: dict[str, Any]) -> None:
+    with session_scope() as session:
+        EventRepository(session).append(job_id, type, data)
 
 
 def _insert_metric(row: JobMetric) -> None:

@@ -123,7 +123,8 @@ def run_training(
         eval_strategy="epoch",
         save_strategy="epoch",
         save_total_limit=1,
-        logging_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=settings.loss_event_every_steps,  # and at each epoch's end (callback)
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=torch.cuda.is_available(),

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     visibility_timeout_seconds: int = 6 * 3600
 
+    # A `train_loss` event (the mean loss of the last N optimizer steps) every N steps.
+    loss_event_every_steps: int = 10
+
     # Fault-injection tests only: sleep after every training step, so a test can act mid-epoch.
     fault_injection_step_delay_seconds: float = 0.0
 

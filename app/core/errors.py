@@ -64,8 +64,14 @@ _DESCRIPTIONS = {
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` documenting the error shape for the given statuses."""
+    # Always as JSON, also on routes whose success answer is another media type (SSE).
+    json_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
     return {
-        status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status]}
+        status: {
+            "model": ErrorResponse,
+            "description": _DESCRIPTIONS[status],
+            "content": json_content,
+        }
         for status in statuses
     }
 

@@ -2,7 +2,8 @@
 
 A worker owns a running job through a lease (owner + expiry) that it renews while it trains;
 every write a worker makes is conditional on still holding the lease, so a job whose lease was
-taken over can never be finished twice.
+taken over can never be finished twice. Every change of state appends its event to the job's
+event log in the same transaction.
 """
 
 import base64
@@ -13,6 +14,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.events.repository import EventRepository
 from app.tables import Job, JobMetric, JobStatus, TrainedModel, utcnow
 
 
@@ -39,7 +41,12 @@ class JobRepository:
     def add(self, job: Job) -> Job:
         self.session.add(job)
         self.session.flush()
+        self.events.append(job.id, "queued")
         return job
+
+    @property
+    def events(self) -> EventRepository:
+        return EventRepository(self.session)
 
     def get(self, job_id: str) -> Job | None:
         """Any tenant's job: for the worker and the reaper, never for an API caller."""
@@ -107,7 +114,7 @@ class JobRepository:
             .where(Job.id == job_id, Job.status == JobStatus.queued)
             .values(status=JobStatus.cancelled, cancel_requested=True, finished_at=now)
         )
-        return _rowcount(result) == 1
+        return self._changed(result, job_id, "cancelled", {"while": "queued"})
 
     def request_cancel(self, job_id: str) -> bool:
         """Ask the worker of a running job to stop at its next step."""
@@ -116,7 +123,7 @@ class JobRepository:
             .where(Job.id == job_id, Job.status == JobStatus.running)
             .values(cancel_requested=True)
         )
-        return _rowcount(result) == 1
+        return self._changed(result, job_id, "cancel_requested")
 
     def list_metrics(self, job_id: str) -> list[JobMetric]:
         query = select(JobMetric).where(JobMetric.job_id == job_id).order_by(JobMetric.epoch)
@@ -145,8 +152,13 @@ class JobRepository:
                 error_code=None,
                 error_message=None,
             )
+            .returning(Job.attempts)
         )
-        return _rowcount(result) == 1
+        attempts = result.scalar_one_or_none()
+        if attempts is None:
+            return False
+        self.events.append(job_id, "started", {"attempt": attempts, "worker": owner})
+        return True
 
     def renew_lease(
         self, job_id: str, owner: str, lease_seconds: float, progress: dict[str, Any]
@@ -161,17 +173,24 @@ class JobRepository:
             return None
         return self.session.get(Job, job_id, populate_existing=True)
 
-    def _finish(self, job_id: str, owner: str, **values: Any) -> bool:
+    def _finish(
+        self, job_id: str, owner: str, event: tuple[str, dict[str, Any]], **values: Any
+    ) -> bool:
         result = self.session.execute(
             update(Job)
             .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.running)
             .values(lease_owner=None, lease_expires_at=None, **values)
         )
-        return _rowcount(result) == 1
+        return self._changed(result, job_id, *event)
 
     def finish_succeeded(self, job_id: str, owner: str, model: TrainedModel) -> bool:
         if not self._finish(
-            job_id, owner, status=JobStatus.succeeded, finished_at=utcnow(), model_id=model.id
+            job_id,
+            owner,
+            ("succeeded", {"model_id": model.id}),
+            status=JobStatus.succeeded,
+            finished_at=utcnow(),
+            model_id=model.id,
         ):
             return False
         self.session.add(model)
@@ -182,6 +201,7 @@ class JobRepository:
         return self._finish(
             job_id,
             owner,
+            ("failed", {"code": code, "message": message}),
             status=JobStatus.failed,
             finished_at=utcnow(),
             error_code=code,
@@ -189,33 +209,54 @@ class JobRepository:
         )
 
     def finish_cancelled(self, job_id: str, owner: str) -> bool:
-        return self._finish(job_id, owner, status=JobStatus.cancelled, finished_at=utcnow())
+        return self._finish(
+            job_id,
+            owner,
+            ("cancelled", {"while": "running"}),
+            status=JobStatus.cancelled,
+            finished_at=utcnow(),
+        )
 
     def release(self, job_id: str, owner: str, code: str, message: str) -> bool:
         """Give a running job back to the queue (warm shutdown, retryable error)."""
         return self._finish(
-            job_id, owner, status=JobStatus.queued, error_code=code, error_message=message
+            job_id,
+            owner,
+            ("retried", {"reason": code, "message": message}),
+            status=JobStatus.queued,
+            error_code=code,
+            error_message=message,
         )
+
+    def _changed(
+        self, result: Any, job_id: str, event: str, data: dict[str, Any] | None = None
+    ) -> bool:
+        """True when the update hit the job; then its event is appended."""
+        if _rowcount(result) != 1:
+            return False
+        self.events.append(job_id, event, data)
+        return True
 
     def add_metric_once(self, row: JobMetric) -> None:
         """Insert an epoch's metrics unless a row for that epoch exists (a resumed run)."""
-        values = {
-            "job_id": row.job_id,
+        values: dict[str, Any] = {
             "epoch": row.epoch,
             "step": row.step,
             "train_loss": row.train_loss,
             "eval_loss": row.eval_loss,
             "metrics": row.metrics,
             "elapsed_seconds": row.elapsed_seconds,
-            "created_at": utcnow(),
         }
         dialect = self.session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self.session.execute(
+        inserted = self.session.execute(
             insert(JobMetric)
-            .values(**values)
+            .values(job_id=row.job_id, created_at=utcnow(), **values)
             .on_conflict_do_nothing(index_elements=["job_id", "epoch"])
-        )
+            .returning(JobMetric.id)  # psycopg reports no rowcount for ON CONFLICT DO NOTHING
+        ).scalar_one_or_none()
+        if inserted is not None:
+            self.events.append(row.job_id, "epoch_finished", values)
 
     # --- reaper -------------------------------------------------------------------------
     def expired_running(self, limit: int = 100) -> list[Job]:
@@ -236,7 +277,7 @@ class JobRepository:
                 status=JobStatus.queued, lease_owner=None, lease_expires_at=None, enqueued_at=None
             )
         )
-        return _rowcount(result) == 1
+        return self._changed(result, job_id, "retried", {"reason": "worker_lost"})
 
     def fail_expired(self, job_id: str, code: str, message: str) -> bool:
         result = self.session.execute(
@@ -253,7 +294,7 @@ class JobRepository:
                 error_message=message,
             )
         )
-        return _rowcount(result) == 1
+        return self._changed(result, job_id, "failed", {"code": code, "message": message})
 
     def stale_queued(self, older_than: datetime, limit: int = 100) -> list[Job]:
         """Queued jobs never enqueued, or enqueued long ago (their message may be lost)."""

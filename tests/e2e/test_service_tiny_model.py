@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.service import Service
 from tests.support.specs import tiny_spec
+from tests.support.sse import parse_sse
 from tests.support.tiny_model import sentiment_rows
 
 pytestmark = pytest.mark.e2e
@@ -133,3 +134,40 @@ def test_bad_labels_fail_readably_then_cancel_a_running_job(service: Service) ->
     assert service.wait_for(after["id"])["status"] == "succeeded"
     with service.client() as client:
         assert len(client.get("/v1/models").json()["data"]) == 1
+
+
+def test_event_stream_follows_training_and_replays(service: Service) -> None:
+    train, dev = service.upload(sentiment_rows(240)), service.upload(sentiment_rows(60, seed=1))
+    hyperparameters = {"num_train_epochs": 2, "learning_rate": 5e-3, "seed": 1}
+    job = service.create_job(spec(train, dev, hyperparameters=hyperparameters))
+    url = f"/v1/jobs/{job['id']}/events/stream"
+    live: list[dict[str, Any]] = []
+    status_when_started = None
+    with service.client() as client, client.stream("GET", url) as response:
+        assert response.status_code == 200
+        for event in parse_sse(response.iter_lines()):
+            live.append(event)
+            if event["event"] == "started":
+                status_when_started = service.job(job["id"])["status"]
+    # Written by the worker process, read by the API process, while the job ran.
+    assert status_when_started == "running"
+    assert [int(e["id"]) for e in live] == list(range(1, len(live) + 1))
+    types = [e["event"] for e in live]
+    assert types[:2] == ["queued", "started"] and types[-1] == "succeeded"
+    assert types.count("epoch_finished") == 2 and types.count("checkpoint_saved") >= 2
+    losses = [e["data"]["data"] for e in live if e["event"] == "train_loss"]
+    assert len(losses) >= 60 // 10 and all(loss["loss"] > 0 for loss in losses)
+    assert [loss["step"] for loss in losses] == sorted(loss["step"] for loss in losses)
+    epochs = [e["data"]["data"] for e in live if e["event"] == "epoch_finished"]
+    assert [row["epoch"] for row in epochs] == [1, 2]
+    assert [row["metrics"] for row in epochs] == [
+        row["metrics"] for row in service.metrics(job["id"])
+    ]
+
+    middle = len(live) // 2
+    with service.client() as client:
+        with client.stream("GET", url, headers={"Last-Event-ID": str(middle)}) as response:
+            replay = list(parse_sse(response.iter_lines()))
+        assert replay == live[middle:]
+        listed = client.get(f"/v1/jobs/{job['id']}/events", params={"limit": 1000}).json()
+    assert [e["seq"] for e in listed["data"]] == [int(e["id"]) for e in live]
