@@ -19,6 +19,9 @@ from app.files.endpoints import router as files_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.reaper import start_reaper_thread
 from app.models.endpoints import router as models_router
+from app.observability.api import install_metrics
+from app.ui.endpoints import router as ui_router
+from app.ui.endpoints import static_files as ui_static_files
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +60,15 @@ def create_app() -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(events_router)
     app.include_router(models_router)
+    app.include_router(ui_router)
+    app.mount("/ui/static", ui_static_files, name="ui-static")
 
     @app.get("/healthz", tags=["health"])
     def healthz(session: SessionDep) -> dict[str, str]:
         session.execute(text("SELECT 1"))
         return {"status": "ok"}
 
+    install_metrics(app)  # outermost middleware: counts every answer, 413s and 500s included
     return app
 
 

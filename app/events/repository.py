@@ -36,6 +36,14 @@ class EventRepository:
             )
         )
 
+    def list_of_type(self, job_id: str, type: str) -> list[JobEvent]:
+        query = (
+            select(JobEvent)
+            .where(JobEvent.job_id == job_id, JobEvent.type == type)
+            .order_by(JobEvent.seq)
+        )
+        return list(self.session.scalars(query))
+
     def list_after(self, job_id: str, after_seq: int, limit: int) -> list[JobEvent]:
         query = (
             select(JobEvent)

@@ -4,11 +4,13 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.concurrency import run_in_threadpool
 
 from app.auth.deps import PrincipalDep, get_principal
 from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import V1_ERRORS
 from app.jobs import service
+from app.jobs.chart import render_png
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobList, JobRead, JobSpec, JobStatusName, MetricList
 from app.queue import enqueue_training
@@ -73,6 +75,21 @@ def cancel_job(session: SessionDep, principal: PrincipalDep, job_id: str) -> Job
     job = service.cancel_job(session, principal.tenant_id, job_id)
     session.commit()
     return service.to_read(job)
+
+
+@router.get(
+    "/{job_id}/metrics.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "The training curves"}},
+)
+async def metrics_chart(session: SessionDep, principal: PrincipalDep, job_id: str) -> Response:
+    """Train loss (every few steps), eval loss and each metric per epoch, as a PNG."""
+    title, curves = await run_in_threadpool(
+        service.metrics_chart, session, principal.tenant_id, job_id
+    )
+    session.close()
+    png = await run_in_threadpool(render_png, title, curves)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/{job_id}/metrics", response_model=MetricList)

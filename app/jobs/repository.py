@@ -68,6 +68,11 @@ class JobRepository:
         )
         return int(self.session.scalar(query) or 0)
 
+    def count_by_status(self) -> dict[str, int]:
+        """Jobs of every tenant by status (for metrics); a status with no job is absent."""
+        query = select(Job.status, func.count()).group_by(Job.status)
+        return {str(status): int(count) for status, count in self.session.execute(query)}
+
     def list_recent(
         self,
         tenant_id: str,

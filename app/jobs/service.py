@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 from app.auth.repository import TenantRepository
 from app.core.config import Settings
 from app.core.errors import ApiError, NotFound
+from app.events.repository import EventRepository
 from app.files.repository import FileRepository
+from app.jobs.chart import Curves
 from app.jobs.repository import JobRepository, decode_cursor, encode_cursor
 from app.jobs.schemas import (
     FilesDataset,
@@ -217,3 +219,20 @@ def to_read(job: Job) -> JobRead:
             "model_id": job.model_id,
         }
     )
+
+
+def metrics_chart(session: Session, tenant_id: str, job_id: str) -> tuple[str, Curves]:
+    """The chart's title and curves, from the metrics rows and the train_loss events."""
+    job = get_job(session, tenant_id, job_id)
+    rows = JobRepository(session).list_metrics(job_id)
+    losses = EventRepository(session).list_of_type(job_id, "train_loss")
+    metrics: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        for name, value in row.metrics.items():
+            metrics.setdefault(name, []).append((row.epoch, value))
+    curves = Curves(
+        train_loss=[(float(e.data["epoch"]), float(e.data["loss"])) for e in losses],
+        eval_loss=[(row.epoch, row.eval_loss) for row in rows if row.eval_loss is not None],
+        metrics=metrics,
+    )
+    return f"{job.id} ({job.spec['base_model']}, {job.status})", curves

@@ -142,3 +142,14 @@ def test_other_tenants_get_404(client: TestClient, database_url: str) -> None:
     for path in ("events", "events/stream"):
         response = client.get(f"/v1/jobs/{job_id}/{path}", headers=other)
         assert response.status_code == 404 and response.json()["error"]["code"] == "job_not_found"
+
+
+def test_metrics_png_draws_the_curves(client: TestClient, database_url: str) -> None:
+    job_id = new_job(client)
+    run_like_a_worker(job_id)
+    response = client.get(f"/v1/jobs/{job_id}/metrics.png")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.content.startswith(b"\x89PNG\r\n\x1a\n") and len(response.content) > 10_000
+    other = {"Authorization": f"Bearer {issue_test_key(database_url, tenant='other')}"}
+    assert client.get(f"/v1/jobs/{job_id}/metrics.png", headers=other).status_code == 404
