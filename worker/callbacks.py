@@ -11,6 +11,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from app.core.db import session_scope
 from app.events.repository import EventRepository
 from app.jobs.repository import JobRepository
+from app.observability.worker import StepMeter
 from app.tables import JobMetric
 from worker.lease import LeaseKeeper
 from worker.retry import retry_db
@@ -30,6 +31,7 @@ class JobProgressCallback(TrainerCallback):
         # (loss, steps it covers) of each logged window since the last evaluation
         self.epoch_losses: list[tuple[float, int]] = []
         self.last_logged_step = 0
+        self.step_meter = StepMeter()  # Prometheus step time and throughput
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
@@ -37,10 +39,17 @@ class JobProgressCallback(TrainerCallback):
         self.lease.progress.total_steps = state.max_steps
         self.last_logged_step = state.global_step  # a resumed run starts past zero
         self._record_progress(state)
+        self.step_meter.start(args.train_batch_size * args.gradient_accumulation_steps)
+
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        self.step_meter.step_begin()
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> TrainerControl:
+        self.step_meter.step_end()
         self._record_progress(state)
         if self.step_delay:
             time.sleep(self.step_delay)

@@ -43,6 +43,15 @@ def _install_stop_handler(**_kwargs: Any) -> None:
     signal.signal(signal.SIGUSR2, lambda _sig, _frame: stop_all_training("shutdown"))
 
 
+@worker_process_init.connect
+def _start_metrics_server(**_kwargs: Any) -> None:
+    # In the pool process, where training runs: its Prometheus exporter (never fatal).
+    from app.observability.worker import start_worker_metrics_server
+
+    settings = get_settings()
+    start_worker_metrics_server(settings.worker_metrics_host, settings.worker_metrics_port)
+
+
 @worker_shutting_down.connect
 def _on_shutdown(**_kwargs: Any) -> None:
     """Warm shutdown (SIGTERM): running jobs are checkpointed and requeued, not waited for."""

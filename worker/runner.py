@@ -12,6 +12,7 @@ from app.core.db import session_scope
 from app.jobs.repository import JobRepository
 from app.jobs.schemas import JobSpec
 from app.models.locator import trained_model_dir
+from app.observability.worker import record_job_finished
 from app.queue import enqueue_training
 from app.tables import TrainedModel, new_id
 from worker.errors import JobFailure, TrainingInterrupted
@@ -50,6 +51,7 @@ def run_job(settings: Settings, job_id: str) -> str:
         return outcome
     finally:
         lease.close()
+        record_job_finished(outcome)
         logger.info("ended job %s as %s: %s", job_id, owner, outcome)
 
 

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
 
     model_cache_size: int = 4
 
+    # Prometheus exporter of each worker's training process (prometheus_client's HTTP server,
+    # started in the Celery pool process); port 0 disables it. A port in use is logged, not fatal.
+    worker_metrics_port: int = 9101
+    worker_metrics_host: str = "127.0.0.1"
+
     # Limits; each one exceeded is answered with a 4xx that names it.
     max_request_bytes: int = 2 * 1024 * 1024  # JSON bodies; uploads have their own limit
     max_upload_bytes: int = 200 * 1024 * 1024

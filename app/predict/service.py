@@ -1,11 +1,13 @@
 """Predictions from trained models, loaded once and kept in a bounded cache."""
 
+import time
 from functools import lru_cache
 
 from app.core.config import get_settings
 from app.core.errors import ApiError
 from app.models.locator import trained_model_dir
 from app.models.schemas import Prediction, PredictRequest
+from app.observability.predict import observe_predict
 from app.predict.cache import ModelCache
 from app.predict.loaded_model import LoadedModel
 from app.tables import TrainedModel
@@ -60,6 +62,7 @@ def predict(record: TrainedModel, request: PredictRequest, max_chars: int) -> li
     """Run in a worker thread: loading and the forward pass both block."""
     texts, pairs = split_inputs(record, request, max_chars)
     loaded = get_model_cache().get(record.id)
-    return [
-        Prediction(label=label, scores=scores) for label, scores in loaded.predict(texts, pairs)
-    ]
+    started = time.perf_counter()
+    labelled = loaded.predict(texts, pairs)
+    observe_predict(len(texts), time.perf_counter() - started)
+    return [Prediction(label=label, scores=scores) for label, scores in labelled]
