@@ -1,4 +1,5 @@
-"""The `tuneserve` command: run the service (up, api, worker, migrate), manage API keys, demo."""
+"""The `tuneserve` command: run the service (up, api, worker, migrate), manage API keys, demo,
+and talk to a server (files, jobs, models, predict)."""
 
 import argparse
 import logging
@@ -10,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from app.client.parser import add_client_commands
 from app.core.config import Settings, get_settings
 
 logger = logging.getLogger("tuneserve")
@@ -127,26 +129,17 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return commands.revoke_key(settings, args.key_id)
 
 
-def _demo_api_key(settings: Settings, given: str | None) -> str:
-    from app.auth.commands import first_key_path
-
-    if given:
-        return given
-    path = first_key_path(settings)
-    if path.is_file():
-        return path.read_text().strip()
-    raise SystemExit(
-        "no API key: pass --api-key or set TUNESERVE_API_KEY "
-        "(make one with `tuneserve keys create --tenant NAME`)"
-    )
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
+    from app.client.credentials import MissingApiKey, resolve_api_key
     from app.demo import run_demo
 
+    try:
+        api_key = resolve_api_key(get_settings(), args.api_key)
+    except MissingApiKey as exc:
+        raise SystemExit(str(exc)) from None
     return run_demo(
         url=args.url,
-        api_key=_demo_api_key(get_settings(), args.api_key),
+        api_key=api_key,
         data_dir=Path(args.data) if args.data else None,
         base_model=args.base_model,
         epochs=args.epochs,
@@ -198,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=3)
     demo.add_argument("--train-rows", type=int, default=None, help="use only the first N pairs")
     demo.set_defaults(func=cmd_demo)
+    add_client_commands(sub)
     return parser
 
 

@@ -4,9 +4,11 @@ The parent process never imports torch: training code is imported inside the tas
 pool's child process, so no CUDA context exists before fork.
 """
 
+import ctypes
 import logging
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -19,6 +21,7 @@ from app.queue import TRAIN_TASK, get_celery
 
 logger = logging.getLogger(__name__)
 celery = get_celery()
+PR_SET_PDEATHSIG = 1
 _reaper_stop = threading.Event()
 
 
@@ -32,6 +35,19 @@ def train_job(job_id: str) -> str:
 @worker_ready.connect
 def _start_reaper(**_kwargs: Any) -> None:
     start_reaper_thread(get_settings(), _reaper_stop)
+
+
+@worker_process_init.connect
+def _die_with_parent(**_kwargs: Any) -> None:
+    """A pool process whose worker died must not live on as a stray: on Linux the kernel
+    kills it then (its job's lease expires and the job resumes elsewhere). Billiard can also
+    start a replacement child while the parent is shutting down; that one ends here too."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 @worker_process_init.connect

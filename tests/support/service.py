@@ -1,5 +1,6 @@
 """Start the real API and worker processes for end-to-end tests, and drive them over HTTP."""
 
+import contextlib
 import json
 import os
 import signal
@@ -111,6 +112,9 @@ class Service:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            # Anything of the group still alive is a stray: no test may leave one behind.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
     def logs(self) -> str:
         return "\n".join(

@@ -1,0 +1,1 @@
+"""The `tuneserve` HTTP client commands: files, jobs, models and predict against a server."""

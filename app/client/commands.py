@@ -1,0 +1,170 @@
+"""The client commands: each takes an API client and its parsed options, prints, and returns
+the exit code. `run` builds the client and turns every failure into one line and exit 1."""
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel
+
+from app.client import render
+from app.client.credentials import MissingApiKey, resolve_api_key, resolve_url
+from app.client.http import ApiClient, ClientError, PredictInput
+from app.client.spec import build_spec, load_spec
+from app.client.watch import watch_job
+from app.core.config import get_settings
+
+Command = Callable[[ApiClient, argparse.Namespace], int]
+
+
+def run(command: Command, args: argparse.Namespace) -> int:
+    """Run one client command against `--url` with the resolved API key."""
+    logging.getLogger().setLevel(logging.WARNING)  # the output is the command's own
+    url = resolve_url(args.url)
+    try:
+        with ApiClient(url, resolve_api_key(get_settings(), args.api_key)) as api:
+            return command(api, args)
+    except (ClientError, MissingApiKey) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except httpx.InvalidURL as exc:
+        print(f"error: invalid server URL {url!r}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _print_json(model: BaseModel) -> None:
+    print(model.model_dump_json(indent=2))
+
+
+def files_upload(api: ApiClient, args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if not path.is_file():
+        raise ClientError(f"no file at {path}")
+    upload = api.upload_file(path, args.format)
+    print(upload.model_dump_json(indent=2) if args.json else render.file_summary(upload))
+    return 0
+
+
+SPEC_OPTIONS = (
+    "base_model",
+    "train",
+    "validation",
+    "text_column",
+    "text_pair_column",
+    "label_column",
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "seed",
+    "metrics",
+)
+REQUIRED_OPTIONS = ("base_model", "train", "validation", "text_column", "label_column")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def jobs_create(api: ApiClient, args: argparse.Namespace) -> int:
+    given = [name for name in SPEC_OPTIONS if getattr(args, name) is not None]
+    if args.spec:
+        if given:
+            options = ", ".join(_option(name) for name in given)
+            raise ClientError(f"--spec holds the whole spec; leave out {options}")
+        spec = load_spec(Path(args.spec))
+    else:
+        missing = [_option(name) for name in REQUIRED_OPTIONS if not getattr(args, name)]
+        if missing:
+            raise ClientError(f"missing {', '.join(missing)} (or pass the whole spec with --spec)")
+        spec = build_spec(
+            base_model=args.base_model,
+            train_file_id=args.train,
+            validation_file_id=args.validation,
+            text_column=args.text_column,
+            label_column=args.label_column,
+            text_pair_column=args.text_pair_column,
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            metrics=args.metrics,
+        )
+    job = api.create_job(spec, args.idempotency_key)
+    print(job.model_dump_json(indent=2) if args.json else f"{job.id}  {job.status}")
+    return 0
+
+
+def jobs_list(api: ApiClient, args: argparse.Namespace) -> int:
+    page = api.list_jobs(args.status, args.limit)
+    if args.json:
+        _print_json(page)
+    elif page.data:
+        print(render.jobs_table(page.data))
+    else:
+        print("no jobs")
+    return 0
+
+
+def jobs_show(api: ApiClient, args: argparse.Namespace) -> int:
+    job = api.get_job(args.job_id)
+    metrics = api.job_metrics(args.job_id)
+    if args.json:
+        print(
+            json.dumps(
+                {"job": job.model_dump(mode="json"), "metrics": metrics.model_dump(mode="json")},
+                indent=2,
+            )
+        )
+        return 0
+    print(render.job_summary(job))
+    print()
+    if metrics.data:
+        print(render.metrics_table(metrics.data))
+    else:
+        print("no metrics yet (one row per finished epoch)")
+    return 0
+
+
+def jobs_cancel(api: ApiClient, args: argparse.Namespace) -> int:
+    job = api.cancel_job(args.job_id)
+    if args.json:
+        _print_json(job)
+    elif job.status == "cancelled":
+        print(f"{job.id}  cancelled")
+    else:
+        print(f"{job.id}  {job.status}, cancel requested: it stops at its next training step")
+    return 0
+
+
+def jobs_watch(api: ApiClient, args: argparse.Namespace) -> int:
+    return watch_job(api, args.job_id, as_json=args.json)
+
+
+def models_list(api: ApiClient, args: argparse.Namespace) -> int:
+    models = api.list_models(args.limit)
+    if args.json:
+        _print_json(models)
+    elif models.data:
+        print(render.models_table(models.data))
+    else:
+        print("no models")
+    return 0
+
+
+def predict(api: ApiClient, args: argparse.Namespace) -> int:
+    item: PredictInput = args.text
+    if args.text_pair is not None:
+        item = {"text": args.text, "text_pair": args.text_pair}
+    answer = api.predict(args.model_id, [item])
+    if args.json:
+        _print_json(answer)
+    else:
+        print(render.prediction(answer.predictions[0]))
+    return 0

@@ -1,0 +1,154 @@
+"""A small typed client of the tuneserve REST API, over httpx."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from app.client.sse import SseMessage, parse_sse
+from app.files.schemas import FileRead
+from app.jobs.schemas import JobList, JobRead, MetricList
+from app.models.schemas import ModelList, PredictResponse
+
+Model = TypeVar("Model", bound=BaseModel)
+PredictInput = str | dict[str, str]
+
+TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+# The server sends a keep-alive comment every 15 s; a minute of silence is a dead connection.
+STREAM_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+class ClientError(Exception):
+    """A failure the command reports in one line and exits 1 on."""
+
+
+class ConnectionFailed(ClientError):
+    """The server could not be reached, or the connection broke."""
+
+
+class ApiErrorResponse(ClientError):
+    """A 4xx or 5xx answer; the message is the API's `code: message`."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status_code = status_code
+        self.code = code
+
+
+def error_from_response(response: httpx.Response) -> ApiErrorResponse:
+    """The common error shape `{"error": {"code", "message", "details"}}`, or the raw text."""
+    try:
+        error = response.json()["error"]
+        return ApiErrorResponse(response.status_code, str(error["code"]), str(error["message"]))
+    except (ValueError, KeyError, TypeError):
+        text = " ".join(response.text.split())[:300] or response.reason_phrase
+        return ApiErrorResponse(response.status_code, f"http_{response.status_code}", text)
+
+
+class ApiClient:
+    """One server, one API key: `Authorization: Bearer <key>` on every request."""
+
+    def __init__(
+        self, base_url: str, api_key: str, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.base_url = base_url
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=TIMEOUT,
+            transport=transport,
+        )
+
+    def __enter__(self) -> "ApiClient":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- files ----------------------------------------------------------------------------
+    def upload_file(self, path: Path, format: str | None = None) -> FileRead:
+        data = {"format": format} if format else None
+        with path.open("rb") as handle:
+            return self._call(
+                FileRead, "POST", "/v1/files", files={"file": (path.name, handle)}, data=data
+            )
+
+    # --- jobs -----------------------------------------------------------------------------
+    def create_job(self, spec: dict[str, Any], idempotency_key: str | None = None) -> JobRead:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._call(JobRead, "POST", "/v1/jobs", json=spec, headers=headers)
+
+    def list_jobs(self, status: str | None = None, limit: int = 20) -> JobList:
+        params: dict[str, str | int] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return self._call(JobList, "GET", "/v1/jobs", params=params)
+
+    def get_job(self, job_id: str) -> JobRead:
+        return self._call(JobRead, "GET", f"/v1/jobs/{job_id}")
+
+    def cancel_job(self, job_id: str) -> JobRead:
+        return self._call(JobRead, "POST", f"/v1/jobs/{job_id}/cancel")
+
+    def job_metrics(self, job_id: str) -> MetricList:
+        return self._call(MetricList, "GET", f"/v1/jobs/{job_id}/metrics")
+
+    def job_events(self, job_id: str, after: int = 0) -> Iterator[SseMessage]:
+        """The job's Server-Sent Events after event `after` (sent as `Last-Event-ID`)."""
+        headers = {"Last-Event-ID": str(after)} if after else {}
+        path = f"/v1/jobs/{job_id}/events/stream"
+        try:
+            with self._http.stream("GET", path, headers=headers, timeout=STREAM_TIMEOUT) as answer:
+                if answer.is_error:
+                    answer.read()
+                    raise error_from_response(answer)
+                yield from parse_sse(answer.iter_lines())
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._transport_error(exc) from exc
+
+    # --- models ---------------------------------------------------------------------------
+    def list_models(self, limit: int = 100) -> ModelList:
+        return self._call(ModelList, "GET", "/v1/models", params={"limit": limit})
+
+    def predict(self, model_id: str, inputs: list[PredictInput]) -> PredictResponse:
+        return self._call(
+            PredictResponse, "POST", f"/v1/models/{model_id}/predict", json={"inputs": inputs}
+        )
+
+    # --- plumbing -------------------------------------------------------------------------
+    def _call(self, shape: type[Model], method: str, path: str, **kwargs: Any) -> Model:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._transport_error(exc) from exc
+        if response.is_error:
+            raise error_from_response(response)
+        try:
+            return shape.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ClientError(
+                f"unexpected answer from {method} {path}: {exc.error_count()} invalid fields; "
+                "is this a tuneserve server of the same version?"
+            ) from exc
+
+    def _transport_error(self, exc: httpx.HTTPError | httpx.InvalidURL) -> ClientError:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return ConnectionFailed(
+                f"cannot reach tuneserve at {self.base_url} ({_reason(exc)}); start it with "
+                "`tuneserve up`, or pass --url / set TUNESERVE_URL"
+            )
+        if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+            return ClientError(f"invalid server URL {self.base_url!r}: {_reason(exc)}")
+        if isinstance(exc, httpx.TransportError):
+            return ConnectionFailed(f"connection to {self.base_url} failed: {_reason(exc)}")
+        return ClientError(f"request to {self.base_url} failed: {_reason(exc)}")
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__

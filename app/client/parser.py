@@ -1,0 +1,112 @@
+"""The argparse subcommands of the client: files, jobs, models, predict."""
+
+import argparse
+from functools import partial
+from typing import Any
+
+from app.client import commands
+from app.client.credentials import DEFAULT_URL, KEY_ENV, URL_ENV
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def _client_options() -> argparse.ArgumentParser:
+    """--url, --api-key and --json, shared by every client command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help=f"the server (default: ${URL_ENV}, else {DEFAULT_URL})")
+    common.add_argument(
+        "--api-key",
+        help=f"default: ${KEY_ENV}, else the first key `tuneserve up` saved in the data dir",
+    )
+    common.add_argument("--json", action="store_true", help="print the API's JSON")
+    return common
+
+
+def _command(
+    sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    name: str,
+    help_text: str,
+    command: commands.Command,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text, **kwargs)
+    parser.set_defaults(func=partial(commands.run, command))
+    return parser
+
+
+def add_client_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register `files`, `jobs`, `models` and `predict` on the `tuneserve` parser."""
+    common = [_client_options()]
+
+    files = sub.add_parser("files", help="upload dataset files to a server")
+    files_sub = files.add_subparsers(dest="files_command", required=True)
+    upload = _command(
+        files_sub,
+        "upload",
+        "upload a CSV, TSV or JSON Lines file",
+        commands.files_upload,
+        parents=common,
+    )
+    upload.add_argument("path", help="the file")
+    upload.add_argument(
+        "--format", choices=("csv", "tsv", "jsonl"), help="default: from the file name"
+    )
+
+    jobs = sub.add_parser("jobs", help="create, list, show, cancel and watch fine-tune jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    _add_create(jobs_sub, common)
+    listing = _command(jobs_sub, "list", "jobs, newest first", commands.jobs_list, parents=common)
+    listing.add_argument("--status", choices=JOB_STATUSES)
+    listing.add_argument("--limit", type=int, default=20, help="at most N jobs (default 20)")
+    for name, help_text, command in (
+        ("show", "status, spec, progress and per-epoch metrics", commands.jobs_show),
+        ("cancel", "cancel a queued or running job", commands.jobs_cancel),
+        ("watch", "follow a job's events: a progress bar per epoch", commands.jobs_watch),
+    ):
+        _command(jobs_sub, name, help_text, command, parents=common).add_argument("job_id")
+
+    models = sub.add_parser("models", help="trained models")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_list = _command(
+        models_sub, "list", "models, newest first", commands.models_list, parents=common
+    )
+    models_list.add_argument("--limit", type=int, default=100)
+
+    predict = _command(
+        sub,
+        "predict",
+        "label a text (or a text pair) with a trained model",
+        commands.predict,
+        parents=common,
+    )
+    predict.add_argument("model_id", help="mdl_…, from `tuneserve models list`")
+    predict.add_argument("text")
+    predict.add_argument("text_pair", nargs="?", help="the second text, for pair models")
+
+
+def _add_create(
+    jobs_sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    common: list[argparse.ArgumentParser],
+) -> None:
+    create = _command(
+        jobs_sub,
+        "create",
+        "queue a fine-tune job, from options or from a JSON spec file",
+        commands.jobs_create,
+        parents=common,
+    )
+    create.add_argument(
+        "--spec", help="a JSON file with the whole job spec, instead of the options below"
+    )
+    create.add_argument("--base-model", help="a base-models folder, a Hub id or mdl_…")
+    create.add_argument("--train", metavar="FILE_ID", help="the uploaded training file")
+    create.add_argument("--validation", metavar="FILE_ID", help="the uploaded validation file")
+    create.add_argument("--text-column")
+    create.add_argument("--text-pair-column")
+    create.add_argument("--label-column")
+    create.add_argument("--epochs", type=int)
+    create.add_argument("--learning-rate", type=float)
+    create.add_argument("--batch-size", type=int, help="per-device train batch size")
+    create.add_argument("--seed", type=int)
+    create.add_argument("--metrics", help="comma-separated, e.g. accuracy,f1")
+    create.add_argument("--idempotency-key", help="the same key and spec return the same job")
