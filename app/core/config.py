@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     fault_injection_step_delay_seconds: float = 0.0
 
     model_cache_size: int = 4
+    # Predict micro-batching: inputs per forward pass, and how long a batch may wait for more
+    # requests when the model is busy (a lone request never waits).
+    predict_max_batch: int = 64
+    predict_max_wait_ms: float = 2.0
 
     # Prometheus exporter of each worker's training process (prometheus_client's HTTP server,
     # started in the Celery pool process); port 0 disables it. A port in use is logged, not fatal.

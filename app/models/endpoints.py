@@ -60,7 +60,5 @@ async def predict(
             f"At most {settings.max_predict_inputs} inputs per request; send smaller batches.",
         )
     session.close()  # the forward pass needs no database connection
-    predictions = await run_in_threadpool(
-        predict_service.predict, record, request, settings.max_predict_text_chars
-    )
+    predictions = await predict_service.predict(record, request, settings.max_predict_text_chars)
     return PredictResponse(model_id=model_id, predictions=predictions)

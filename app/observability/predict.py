@@ -8,7 +8,7 @@ from prometheus_client import Histogram
 
 PREDICT_BATCH_SIZE = Histogram(
     "tuneserve_predict_batch_size",
-    "Inputs per predict forward pass (one predict request is one batch).",
+    "Inputs per predict forward pass (concurrent requests of a model share passes).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
     registry=None,
 )

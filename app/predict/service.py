@@ -1,13 +1,13 @@
 """Predictions from trained models, loaded once and kept in a bounded cache."""
 
-import time
+import asyncio
 from functools import lru_cache
 
 from app.core.config import get_settings
 from app.core.errors import ApiError
 from app.models.locator import trained_model_dir
 from app.models.schemas import Prediction, PredictRequest
-from app.observability.predict import observe_predict
+from app.predict.batcher import MicroBatcher
 from app.predict.cache import ModelCache
 from app.predict.loaded_model import LoadedModel
 from app.tables import TrainedModel
@@ -58,11 +58,33 @@ def split_inputs(
     return texts, (pairs if record.text_pair else None)
 
 
-def predict(record: TrainedModel, request: PredictRequest, max_chars: int) -> list[Prediction]:
-    """Run in a worker thread: loading and the forward pass both block."""
+_batchers: dict[str, MicroBatcher] = {}
+
+
+def get_batcher(model_id: str) -> MicroBatcher:
+    """The model's batcher on the running event loop (a new loop, as in tests, gets new ones)."""
+    settings = get_settings()
+    batcher = _batchers.get(model_id)
+    if batcher is None or batcher.loop is not asyncio.get_running_loop():
+        if batcher is not None:
+            batcher.close()
+        for idle in [k for k, b in _batchers.items() if b.queue.empty()]:
+            if len(_batchers) < 4 * settings.model_cache_size:
+                break
+            _batchers.pop(idle).close()
+        batcher = MicroBatcher(
+            lambda: get_model_cache().get(model_id),
+            max_batch=settings.predict_max_batch,
+            max_wait_seconds=settings.predict_max_wait_ms / 1000,
+        )
+        _batchers[model_id] = batcher
+    return batcher
+
+
+async def predict(
+    record: TrainedModel, request: PredictRequest, max_chars: int
+) -> list[Prediction]:
+    """Validated here; labelled in a forward pass shared with concurrent requests."""
     texts, pairs = split_inputs(record, request, max_chars)
-    loaded = get_model_cache().get(record.id)
-    started = time.perf_counter()
-    labelled = loaded.predict(texts, pairs)
-    observe_predict(len(texts), time.perf_counter() - started)
+    labelled = await get_batcher(record.id).predict(texts, pairs)
     return [Prediction(label=label, scores=scores) for label, scores in labelled]
