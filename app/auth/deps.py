@@ -6,7 +6,7 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth.service import Principal, authenticate
-from app.core.deps import SessionDep
+from app.core.db import session_scope
 from app.core.errors import ApiError
 
 bearer_scheme = HTTPBearer(
@@ -20,7 +20,6 @@ class Unauthorized(ApiError):
 
 
 def get_principal(
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
     if credentials is None:
@@ -29,7 +28,10 @@ def get_principal(
             "This endpoint needs an API key: send 'Authorization: Bearer <key>'. "
             "Make one with `tuneserve keys create --tenant NAME`.",
         )
-    principal = authenticate(session, credentials.credentials)
+    # A session of its own, closed at once: the request's session may be opened later, in
+    # another thread, and no connection is held across the hop.
+    with session_scope() as session:
+        principal = authenticate(session, credentials.credentials)
     if principal is None:
         raise Unauthorized("invalid_api_key", "The API key is unknown or has been revoked.")
     return principal

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 
 from app.auth.deps import PrincipalDep, get_principal
+from app.core.db import session_scope
 from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import V1_ERRORS, ApiError, NotFound
 from app.models.repository import ModelRepository
@@ -43,22 +44,26 @@ def get_model(session: SessionDep, principal: PrincipalDep, model_id: str) -> Mo
     return ModelRead.model_validate(_get_model(session, principal.tenant_id, model_id))
 
 
+def _find_model(tenant_id: str, model_id: str) -> TrainedModel:
+    with session_scope() as session:  # closed before the forward pass, which needs none
+        return _get_model(session, tenant_id, model_id)
+
+
 @router.post("/{model_id}/predict", response_model=PredictResponse)
 async def predict(
-    session: SessionDep,
     settings: SettingsDep,
     principal: PrincipalDep,
     model_id: str,
     request: PredictRequest,
 ) -> PredictResponse:
-    """Label each input; the answer has the predicted label and every label's probability."""
-    record = await run_in_threadpool(_get_model, session, principal.tenant_id, model_id)
+    """Label each input; the answer has the predicted label and every label's probability.
+    Concurrent requests for one model are labelled together, in shared forward passes."""
     if len(request.inputs) > settings.max_predict_inputs:
         raise ApiError(
             413,
             "too_many_inputs",
             f"At most {settings.max_predict_inputs} inputs per request; send smaller batches.",
         )
-    session.close()  # the forward pass needs no database connection
+    record = await run_in_threadpool(_find_model, principal.tenant_id, model_id)
     predictions = await predict_service.predict(record, request, settings.max_predict_text_chars)
     return PredictResponse(model_id=model_id, predictions=predictions)
