@@ -26,9 +26,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def build_engine(url: str) -> Engine:
-    # More connections than the API's 40 worker threads: a request holding one connection
-    # while it waits for a thread must never starve threads that wait for a connection.
-    pool = {"pool_size": 10, "max_overflow": 50}
+    # Room for the API's request sessions (app.core.deps.REQUEST_SESSIONS), one connection per
+    # worker thread (40) and the reaper, so that no thread ever waits for a connection.
+    pool = {"pool_size": 10, "max_overflow": 55}
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **pool

@@ -172,3 +172,38 @@ def test_database_down_answers_503(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         assert response.headers["retry-after"] == "5"
     finally:
         reset_caches()
+
+
+def test_many_concurrent_requests_do_not_starve_the_thread_pool(
+    configured: Path, database_url: str
+) -> None:
+    """More requests in flight than worker threads and pooled connections: each must still be
+    answered promptly (a request holding a connection while waiting for a thread once
+    deadlocked the pool until its 30 s timeout)."""
+    import asyncio
+    import time
+
+    import httpx
+
+    from app.main import create_app
+
+    key = issue_test_key(database_url)
+    app = create_app()
+
+    async def scenario() -> tuple[list[int], float]:
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=headers
+        ) as client:
+            started = time.monotonic()
+            responses = await asyncio.wait_for(
+                asyncio.gather(
+                    *(client.get("/v1/jobs" if i % 2 else "/v1/files") for i in range(120))
+                ),
+                timeout=25,
+            )
+            return [r.status_code for r in responses], time.monotonic() - started
+
+    statuses, _elapsed = asyncio.run(scenario())
+    assert statuses == [200] * 120
