@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 from app.core.db import session_scope
 from app.jobs.repository import JobRepository
 from app.main import create_app
-from app.tables import JobMetric, TrainedModel, new_id
+from app.tables import TrainedModel, new_id
 from tests.support.auth import issue_test_key
+from tests.support.rows import epoch_metric
 from tests.support.specs import tiny_spec
 from tests.support.sse import parse_sse
 from tests.support.tiny_model import sentiment_rows
@@ -45,29 +46,11 @@ def run_like_a_worker(job_id: str) -> None:
     with session_scope() as session:
         repo = JobRepository(session)
         assert repo.claim(job_id, "w1", 60)
-        repo.add_metric_once(
-            JobMetric(
-                job_id=job_id,
-                epoch=1,
-                step=5,
-                train_loss=0.7,
-                eval_loss=0.6,
-                metrics={"accuracy": 0.5},
-                elapsed_seconds=1.0,
-            )
-        )
+        repo.add_metric_once(epoch_metric(job_id))
         assert repo.release(job_id, "w1", "worker_shutdown", "The worker stopped.")
         assert repo.claim(job_id, "w2", 60)
         repo.add_metric_once(  # the resumed run evaluates epoch 1 again: no second event
-            JobMetric(
-                job_id=job_id,
-                epoch=1,
-                step=5,
-                train_loss=0.7,
-                eval_loss=0.6,
-                metrics={"accuracy": 0.5},
-                elapsed_seconds=1.0,
-            )
+            epoch_metric(job_id)
         )
         job = repo.get(job_id)
         assert job is not None

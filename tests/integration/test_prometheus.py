@@ -12,14 +12,12 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import OperationalError
 
-from app.auth.repository import TenantRepository
 from app.core.config import get_settings
-from app.core.db import session_scope
 from app.jobs.repository import JobRepository
 from app.models.locator import trained_model_dir
 from app.observability import worker as worker_metrics
-from app.tables import TrainedModel, new_id
 from tests.support.auth import issue_test_key
+from tests.support.rows import add_trained_model
 from tests.support.specs import tiny_spec
 from tests.support.sse import parse_sse
 from tests.support.tiny_model import sentiment_rows
@@ -134,20 +132,7 @@ def test_scrape_answers_while_the_database_is_down(
 
 def test_predict_records_batch_size_and_latency(client: TestClient, tiny_model_dir: Path) -> None:
     job_id = create_jobs(client, 1)[0]
-    with session_scope() as session:
-        tenant = TenantRepository(session).get_by_name("tests")
-        assert tenant is not None
-        model = TrainedModel(
-            id=new_id("mdl"),
-            tenant_id=tenant.id,
-            job_id=job_id,
-            base_model="tiny",
-            labels=["LABEL_0", "LABEL_1"],
-            text_pair=False,
-            metrics={},
-        )
-        session.add(model)
-        model_id = model.id
+    model_id = add_trained_model("tests", job_id, labels=["LABEL_0", "LABEL_1"])
     shutil.copytree(tiny_model_dir, trained_model_dir(get_settings(), model_id))
 
     before = scrape(client)

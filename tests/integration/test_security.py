@@ -16,8 +16,8 @@ from app.core.config import get_settings
 from app.core.db import session_scope
 from app.jobs.repository import JobRepository
 from app.main import create_app
-from app.tables import TrainedModel, new_id
 from tests.support.auth import issue_test_key
+from tests.support.rows import add_trained_model
 from tests.support.specs import tiny_spec
 from tests.support.tiny_model import sentiment_rows
 
@@ -57,24 +57,6 @@ def upload(client: TestClient, rows: list[dict[str, str]], name: str = "d.jsonl"
     response = client.post("/v1/files", files={"file": (name, content)})
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
-
-
-def add_trained_model(tenant: str, job_id: str) -> str:
-    """A model row as the worker would write it (no weights: enough for reads and checks)."""
-    with session_scope() as session:
-        owner = TenantRepository(session).get_by_name(tenant)
-        assert owner is not None
-        model = TrainedModel(
-            id=new_id("mdl"),
-            tenant_id=owner.id,
-            job_id=job_id,
-            base_model="tiny",
-            labels=["negative", "positive"],
-            text_pair=False,
-            metrics={},
-        )
-        session.add(model)
-        return model.id
 
 
 # --- API keys ---------------------------------------------------------------------------
