@@ -131,8 +131,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.client.credentials import MissingApiKey, resolve_api_key
-    from app.demo import run_demo
+    from app.demo import run_demo, wait_until_up
 
+    wait_until_up(args.url)  # `tuneserve up` saves its first key before it starts listening
     try:
         api_key = resolve_api_key(get_settings(), args.api_key)
     except MissingApiKey as exc:

@@ -46,6 +46,17 @@ def _dataset(client: httpx.Client, data_dir: Path | None, train_rows: int | None
     return {"source": "hub", "name": "nyu-mll/glue", "config": "mrpc"}
 
 
+def wait_until_up(url: str, seconds: int = 120) -> None:
+    """Wait for a service that may still be starting (the README starts it just before)."""
+    for _ in range(seconds):
+        try:
+            httpx.get(f"{url}/healthz", timeout=5).raise_for_status()
+            return
+        except httpx.HTTPError:
+            time.sleep(1)
+    raise SystemExit(f"no tuneserve at {url}; start it with `tuneserve up`")
+
+
 def run_demo(
     url: str,
     api_key: str,
@@ -56,14 +67,6 @@ def run_demo(
 ) -> int:
     headers = {"Authorization": f"Bearer {api_key}"}
     with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
-        for _ in range(60):
-            try:
-                client.get("/healthz").raise_for_status()
-                break
-            except httpx.HTTPError:
-                time.sleep(1)
-        else:
-            raise SystemExit(f"no tuneserve at {url}; start it with `tuneserve up`")
         dataset = _dataset(client, data_dir, train_rows)
         hub = dataset["source"] == "hub"
         spec = {

@@ -17,7 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -88,13 +90,38 @@ def run_service(model: Path, epochs: int, work: Path) -> dict[str, float]:
         seconds = time.perf_counter() - started
         assert done["status"] == "succeeded", done
         last = service.metrics(job["id"])[-1]["metrics"]
+        with service.client() as client:
+            events = client.get(f"/v1/jobs/{job['id']}/events", params={"limit": 1000}).json()
         return {
             "post_to_succeeded_seconds": seconds,
             "accuracy": last["accuracy"],
             "f1": last["f1"],
+            "phases": phases(events["data"]),
         }
     finally:
         service.stop()
+
+
+def phases(events: list[dict[str, Any]]) -> dict[str, float]:
+    """Where the job's time went, from its event log's timestamps."""
+    at = [(e["type"], datetime.fromisoformat(e["created_at"]).timestamp()) for e in events]
+
+    def first(kind: str) -> float:
+        return next(t for k, t in at if k == kind)
+
+    def last(kind: str) -> float:
+        return [t for k, t in at if k == kind][-1]
+
+    evaluated = [t for k, t in at if k == "epoch_finished"]
+    saved = [t for k, t in at if k == "checkpoint_saved"]
+    return {
+        "queued_to_started": first("started") - first("queued"),
+        "started_to_first_loss": first("train_loss") - first("started"),
+        # each checkpoint is written right after its epoch's evaluation (none after the last)
+        "checkpoint_writes": sum(s - e for e, s in zip(evaluated, saved, strict=False)),
+        "last_evaluation_to_succeeded": last("succeeded") - last("epoch_finished"),
+        "started_to_succeeded": last("succeeded") - first("started"),
+    }
 
 
 def main() -> int:

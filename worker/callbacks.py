@@ -98,9 +98,13 @@ class JobProgressCallback(TrainerCallback):
         control: TrainerControl,
         metrics: dict[str, float] | None = None,
         **kw: Any,
-    ) -> None:
+    ) -> TrainerControl:
         metrics = metrics or {}
         epoch = int(round(state.epoch or 0))
+        if epoch >= args.num_train_epochs:
+            # The model itself is saved next; a checkpoint of the last epoch (weights plus
+            # optimizer state) would only be written to be deleted.
+            control.should_save = False
         # The epoch's mean training loss, from the windows logged during it.
         steps = sum(count for _, count in self.epoch_losses)
         train_loss = (
@@ -129,6 +133,7 @@ class JobProgressCallback(TrainerCallback):
         retry_db(lambda: _insert_metric(row))
         self.final_metrics = dict(scores, **({"eval_loss": row.eval_loss} if eval_loss else {}))
         logger.info("job %s epoch %s: %s", self.job_id, epoch, scores)
+        return control
 
     def _record_progress(self, state: TrainerState) -> None:
         self.lease.progress.epoch = round(float(state.epoch or 0.0), 4)
