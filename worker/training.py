@@ -140,6 +140,12 @@ def run_training(
         compute_metrics=build_compute_metrics(list(spec.metrics), len(splits.labels)),
         callbacks=[progress],
     )
+    logger.info(
+        "job %s trains %d examples with %d torch threads",
+        job_id,
+        len(train),
+        torch.get_num_threads(),
+    )
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if last:
         logger.info("job %s resumes from %s", job_id, last)
