@@ -64,13 +64,7 @@ def run_service(model: Path, epochs: int, work: Path) -> dict[str, float]:
     }
     service = Service(env, work, embedded=True).start()
     try:
-        with service.client() as client:
-            files = [
-                client.post("/v1/files", files={"file": (name, (MRPC / name).read_bytes())}).json()[
-                    "id"
-                ]
-                for name in ("train.tsv", "dev.tsv")
-            ]
+        files = [service.upload_file(MRPC / name) for name in ("train.tsv", "dev.tsv")]
         spec = {
             "base_model": "minilm",
             "dataset": {

@@ -25,15 +25,6 @@ from tests.support.service import Service  # noqa: E402
 MRPC = ROOT.parent / "shared" / "data" / "glue" / "MRPC"
 
 
-def upload_tsv(service: Service, path: Path, rows: int | None) -> str:
-    lines = path.read_bytes().splitlines()
-    content = b"\n".join(lines[: rows + 1] if rows else lines) + b"\n"
-    with service.client() as client:
-        response = client.post("/v1/files", files={"file": (path.name, content)})
-    response.raise_for_status()
-    return str(response.json()["id"])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
@@ -58,8 +49,8 @@ def main() -> int:
             "base_model": "minilm",
             "dataset": {
                 "source": "files",
-                "train_file_id": upload_tsv(service, MRPC / "train.tsv", args.train_rows),
-                "validation_file_id": upload_tsv(service, MRPC / "dev.tsv", None),
+                "train_file_id": service.upload_file(MRPC / "train.tsv", args.train_rows),
+                "validation_file_id": service.upload_file(MRPC / "dev.tsv"),
             },
             "text_column": "#1 String",
             "text_pair_column": "#2 String",

@@ -31,8 +31,7 @@ def list_events(
 ) -> EventList:
     """The job's events in order; pass `next_cursor` back as `cursor` for the next page."""
     get_job(session, principal.tenant_id, job_id)
-    session.close()
-    return service.list_events(job_id, service.parse_position(cursor, "cursor"), limit)
+    return service.list_events(session, job_id, service.parse_position(cursor, "cursor"), limit)
 
 
 def stream_position(

@@ -4,6 +4,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from app.core.db import session_scope
 from app.core.errors import ApiError
@@ -23,14 +24,18 @@ def parse_position(value: str | None, what: str) -> int:
     return int(value)
 
 
-def read_page(job_id: str, after_seq: int, limit: int) -> list[EventRead]:
-    with session_scope() as session:
-        rows = EventRepository(session).list_after(job_id, after_seq, limit)
-        return [EventRead.model_validate(row) for row in rows]
+def read_page(session: Session, job_id: str, after_seq: int, limit: int) -> list[EventRead]:
+    rows = EventRepository(session).list_after(job_id, after_seq, limit)
+    return [EventRead.model_validate(row) for row in rows]
 
 
-def list_events(job_id: str, after_seq: int, limit: int) -> EventList:
-    events = read_page(job_id, after_seq, limit + 1)
+def _poll(job_id: str, after_seq: int) -> list[EventRead]:
+    with session_scope() as session:  # short: a stream must not hold a connection between polls
+        return read_page(session, job_id, after_seq, PAGE)
+
+
+def list_events(session: Session, job_id: str, after_seq: int, limit: int) -> EventList:
+    events = read_page(session, job_id, after_seq, limit + 1)
     page = events[:limit]
     next_cursor = str(page[-1].seq) if len(events) > limit else None
     return EventList(data=page, next_cursor=next_cursor)
@@ -41,7 +46,7 @@ async def follow(job_id: str, after_seq: int) -> AsyncIterator[EventRead]:
     job's final event. Polls the database, so writers on other machines are seen too."""
     position = after_seq
     while True:
-        events = await run_in_threadpool(read_page, job_id, position, PAGE)
+        events = await run_in_threadpool(_poll, job_id, position)
         for event in events:
             yield event
             position = event.seq

@@ -43,20 +43,10 @@ def minilm_service(tmp_path: Path) -> Iterator[Service]:
         service.stop()
 
 
-def upload_tsv(service: Service, path: Path, rows: int | None) -> str:
-    content = path.read_bytes()
-    if rows is not None:
-        content = b"\n".join(content.splitlines()[: rows + 1]) + b"\n"
-    with service.client() as client:
-        response = client.post("/v1/files", files={"file": (path.name, content)})
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
 def test_minilm_on_mrpc_beats_the_majority_baseline(minilm_service: Service) -> None:
     service = minilm_service
-    train = upload_tsv(service, MRPC / "train.tsv", TRAIN_PAIRS)
-    dev = upload_tsv(service, MRPC / "dev.tsv", None)
+    train = service.upload_file(MRPC / "train.tsv", TRAIN_PAIRS)
+    dev = service.upload_file(MRPC / "dev.tsv")
     job = service.create_job(
         {
             "base_model": "all-MiniLM-L6-v2",

@@ -10,9 +10,8 @@ from fastapi.testclient import TestClient
 from app.core.db import session_scope
 from app.jobs.repository import JobRepository
 from app.main import create_app
-from app.tables import TrainedModel, new_id
 from tests.support.auth import issue_test_key
-from tests.support.rows import epoch_metric
+from tests.support.rows import epoch_metric, model_row
 from tests.support.specs import tiny_spec
 from tests.support.sse import parse_sse
 from tests.support.tiny_model import sentiment_rows
@@ -54,15 +53,7 @@ def run_like_a_worker(job_id: str) -> None:
         )
         job = repo.get(job_id)
         assert job is not None
-        model = TrainedModel(
-            id=new_id("mdl"),
-            tenant_id=job.tenant_id,
-            job_id=job_id,
-            base_model="tiny",
-            labels=["neg", "pos"],
-            metrics={},
-        )
-        assert repo.finish_succeeded(job_id, "w2", model)
+        assert repo.finish_succeeded(job_id, "w2", model_row(job.tenant_id, job_id))
 
 
 def test_each_change_of_state_is_an_event_in_order(client: TestClient) -> None:

@@ -10,6 +10,7 @@ from app.jobs.reaper import reap_once
 from app.jobs.repository import JobRepository
 from app.tables import Job, JobMetric, JobStatus, TrainedModel, new_id
 from tests.support.auth import tenant_id_of
+from tests.support.rows import model_row
 
 
 def add_job() -> str:
@@ -34,9 +35,7 @@ def trained_model(job_id: str) -> TrainedModel:
         job = JobRepository(session).get(job_id)
         assert job is not None
         tenant_id = job.tenant_id
-    return TrainedModel(
-        id=new_id("mdl"), tenant_id=tenant_id, job_id=job_id, base_model="b", labels=[], metrics={}
-    )
+    return model_row(tenant_id, job_id)
 
 
 def claim(job_id: str, owner: str, lease: float = 60) -> bool:

@@ -5,20 +5,25 @@ from app.core.db import session_scope
 from app.tables import JobMetric, TrainedModel, new_id
 
 
+def model_row(tenant_id: str, job_id: str, labels: list[str] | None = None) -> TrainedModel:
+    """A model row as the worker would write it (no weights: enough for reads and checks)."""
+    return TrainedModel(
+        id=new_id("mdl"),
+        tenant_id=tenant_id,
+        job_id=job_id,
+        base_model="tiny",
+        labels=labels or ["negative", "positive"],
+        text_pair=False,
+        metrics={},
+    )
+
+
 def add_trained_model(tenant: str, job_id: str, labels: list[str] | None = None) -> str:
-    """A model row of a tenant's job (no weights: enough for reads and checks); its id."""
+    """Store a model row of a tenant's job; its id."""
     with session_scope() as session:
         owner = TenantRepository(session).get_by_name(tenant)
         assert owner is not None
-        model = TrainedModel(
-            id=new_id("mdl"),
-            tenant_id=owner.id,
-            job_id=job_id,
-            base_model="tiny",
-            labels=labels or ["negative", "positive"],
-            text_pair=False,
-            metrics={},
-        )
+        model = model_row(owner.id, job_id, labels)
         session.add(model)
         return model.id
 

@@ -129,6 +129,16 @@ class Service:
 
     def upload(self, rows: list[dict[str, str]], name: str = "data.jsonl") -> str:
         content = "".join(json.dumps(row) + "\n" for row in rows)
+        return self.upload_bytes(name, content.encode())
+
+    def upload_file(self, path: Path, rows: int | None = None) -> str:
+        """Upload a file from disk, or only its header and first `rows` lines."""
+        content = path.read_bytes()
+        if rows is not None:
+            content = b"\n".join(content.splitlines()[: rows + 1]) + b"\n"
+        return self.upload_bytes(path.name, content)
+
+    def upload_bytes(self, name: str, content: bytes) -> str:
         with self.client() as client:
             response = client.post("/v1/files", files={"file": (name, content)})
         assert response.status_code == 201, response.text
