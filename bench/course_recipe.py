@@ -28,10 +28,10 @@ from transformers import (
 METRICS = Path(__file__).resolve().parents[1] / "worker" / "metric_modules"
 
 
-def read_split(path: Path) -> datasets.Dataset:
+def read_split(path: Path, limit: int | None = None) -> datasets.Dataset:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    header, body = rows[0], rows[1:]
+    header, body = rows[0], rows[1:][:limit]
     columns = {name: [row[i] for row in body] for i, name in enumerate(header)}
     return datasets.Dataset.from_dict(
         {
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--mrpc", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--train-rows", type=int, help="only the first N training pairs")
     parser.add_argument("--output-dir", default="/tmp/course-recipe")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -55,7 +56,7 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     raw = {
-        "train": read_split(args.mrpc / "train.tsv"),
+        "train": read_split(args.mrpc / "train.tsv", args.train_rows),
         "validation": read_split(args.mrpc / "dev.tsv"),
     }
 

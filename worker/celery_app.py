@@ -1,7 +1,7 @@
 """The Celery worker application: `celery -A worker.celery_app worker` or `tuneserve worker`.
 
-The parent process never imports torch: training code is imported inside the task, in the
-pool's child process, so no CUDA context exists before fork.
+The parent process never imports torch: training code is imported in the pool's child
+process (when it starts), so no CUDA context exists before fork.
 """
 
 import ctypes
@@ -57,6 +57,14 @@ def _install_stop_handler(**_kwargs: Any) -> None:
     from worker.lease import stop_all_training
 
     signal.signal(signal.SIGUSR2, lambda _sig, _frame: stop_all_training("shutdown"))
+
+
+@worker_process_init.connect
+def _preload_training_code(**_kwargs: Any) -> None:
+    # torch, transformers and datasets take seconds to import: pay that once per pool process,
+    # when it starts, not inside the first job's time. Still after fork, so the parent stays
+    # free of torch.
+    import worker.training  # noqa: F401
 
 
 @worker_process_init.connect
