@@ -38,10 +38,15 @@ MRPC_DEV = ROOT.parent / "shared" / "data" / "glue" / "MRPC" / "dev.tsv"
 CONCURRENCY = (1, 8, 32, 64)
 
 
-def mrpc_pairs() -> list[dict[str, str]]:
+def mrpc_labelled() -> tuple[list[dict[str, str]], list[str]]:
+    """MRPC dev pairs as predict inputs, and their gold labels ("0" or "1")."""
     with MRPC_DEV.open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [{"text": r[3], "text_pair": r[4]} for r in rows[1:]]
+    return [{"text": r[3], "text_pair": r[4]} for r in rows[1:]], [r[0] for r in rows[1:]]
+
+
+def mrpc_pairs() -> list[dict[str, str]]:
+    return mrpc_labelled()[0]
 
 
 def build_model(folder: Path) -> None:
@@ -57,13 +62,18 @@ def build_model(folder: Path) -> None:
     AutoTokenizer.from_pretrained(source).save_pretrained(folder)
 
 
-def bare_forward_ms(folder: Path, pairs: list[dict[str, str]], runs: int = 200) -> float:
-    """Median time of tokenize + forward for one pair, the same work a request needs."""
+def bare_forward_ms(
+    folder: Path, pairs: list[dict[str, str]], precision: str, runs: int = 200
+) -> float:
+    """Median time of tokenize + forward for one pair, the same work a request needs, with
+    the model in the given precision ("fp32" or "bf16")."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    if precision == "bf16":
+        model = model.to(torch.bfloat16)
     times = []
     for i in range(runs):
         pair = pairs[i % len(pairs)]
@@ -178,17 +188,21 @@ def warm(url: str, headers: dict[str, str], body: dict[str, Any]) -> None:
         httpx.post(url, json=body, headers=headers, timeout=60).raise_for_status()
 
 
-def plot(results: dict[str, dict[int, dict[str, float]]], bare_ms: float, path: Path) -> None:
+def plot(
+    results: dict[str, dict[int, dict[str, float]]], bare: dict[str, float], path: Path
+) -> None:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(11, 4), layout="constrained")
     throughput, latency = figure.subplots(1, 2)
-    for name, rows in results.items():
+    for index, (name, rows) in enumerate(results.items()):
+        colour = f"C{index}"  # one colour per server: p50 solid, p99 dashed
         xs = sorted(rows)
-        throughput.plot(xs, [rows[c]["throughput"] for c in xs], "o-", label=name)
-        latency.plot(xs, [rows[c]["p50_ms"] for c in xs], "o-", label=f"{name} p50")
-        latency.plot(xs, [rows[c]["p99_ms"] for c in xs], "o--", label=f"{name} p99")
-    latency.axhline(bare_ms, color="grey", linewidth=1, label="bare forward (1 pair)")
+        throughput.plot(xs, [rows[c]["throughput"] for c in xs], "o-", color=colour, label=name)
+        latency.plot(xs, [rows[c]["p50_ms"] for c in xs], "o-", color=colour, label=f"{name} p50")
+        latency.plot(xs, [rows[c]["p99_ms"] for c in xs], "o--", color=colour, label=f"{name} p99")
+    for style, (precision, ms) in zip((":", "-."), bare.items(), strict=False):
+        latency.axhline(ms, color="grey", linestyle=style, label=f"bare forward {precision}")
     for axes, title, unit in ((throughput, "throughput", "requests/s"), (latency, "latency", "ms")):
         axes.set_xscale("log", base=2)
         axes.set_xticks(list(CONCURRENCY), [str(c) for c in CONCURRENCY])
@@ -196,12 +210,34 @@ def plot(results: dict[str, dict[int, dict[str, float]]], bare_ms: float, path: 
         axes.set_ylabel(unit)
         axes.set_title(title)
         axes.grid(alpha=0.3)
-        axes.legend()
+        axes.legend(fontsize=7)
     latency.set_yscale("log")
     figure.suptitle(
         "predict: tuneserve micro-batching vs pipeline per request (MiniLM, MRPC pairs)"
     )
     figure.savefig(path)
+
+
+def run_load(
+    name: str, url: str, headers: dict[str, str], bodies: list[dict[str, Any]], seconds: float
+) -> dict[int, dict[str, float]]:
+    warm(url, headers, bodies[0])
+    rows = {}
+    for concurrency in CONCURRENCY:
+        row = asyncio.run(load(url, headers, bodies, concurrency, seconds))
+        rows[concurrency] = row
+        print(
+            f"{name:34s} c={concurrency:<3d} {row['throughput']:7.1f} req/s  "
+            f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}",
+            flush=True,
+        )
+    return rows
+
+
+BASELINE = "baseline (pipeline per request)"
+# tuneserve variants: the precision each request asks for (bf16 is what "auto" picks on a CPU
+# with native bf16; see app/core/precision.py)
+VARIANTS = {"tuneserve fp32": "fp32", "tuneserve bf16": "bf16"}
 
 
 def main() -> int:
@@ -214,85 +250,100 @@ def main() -> int:
     pairs = mrpc_pairs()
     folder = work / "model"
     build_model(folder)
-    bare_ms = bare_forward_ms(folder, pairs)
-    print(f"bare forward, one pair: {bare_ms:.2f} ms", flush=True)
+    bare = {precision: bare_forward_ms(folder, pairs, precision) for precision in ("fp32", "bf16")}
+    print(f"bare forward, one pair: {bare}", flush=True)
 
     data_dir = work / "data"
     (data_dir / "models").mkdir(parents=True)
     model_id, key = register_model(data_dir, folder)
     bodies = [{"inputs": [pair]} for pair in pairs]
-    servers = {
-        "baseline (pipeline per request)": (
-            ["-m", "uvicorn", "bench.pipeline_baseline_app:app"],
-            {"BASELINE_MODEL_DIR": str(folder)},
-            "/predict",
-            {},
-        ),
-        "tuneserve": (
-            ["-m", "app.cli", "api"],
-            {"TUNESERVE_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"},
-            f"/v1/models/{model_id}/predict",
-            {"Authorization": f"Bearer {key}"},
-        ),
-    }
     results: dict[str, dict[int, dict[str, float]]] = {}
-    for name, (argv, env, path, headers) in servers.items():
+    try:
         port = free_port()
         process = start(
-            [sys.executable, *argv, "--port", str(port)], env, port, work / f"{name.split()[0]}.log"
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.pipeline_baseline_app:app",
+                "--port",
+                str(port),
+            ],
+            {"BASELINE_MODEL_DIR": str(folder)},
+            port,
+            work / "baseline.log",
         )
         try:
-            url = f"http://127.0.0.1:{port}{path}"
-            warm(url, headers, bodies[0])
-            results[name] = {}
-            for concurrency in CONCURRENCY:
-                row = asyncio.run(load(url, headers, bodies, concurrency, args.seconds))
-                results[name][concurrency] = row
-                print(
-                    f"{name:34s} c={concurrency:<3d} {row['throughput']:7.1f} req/s  "
-                    f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  "
-                    f"errors {row['errors']}",
-                    flush=True,
-                )
+            url = f"http://127.0.0.1:{port}/predict"
+            results[BASELINE] = run_load(BASELINE, url, {}, bodies, args.seconds)
         finally:
             process.terminate()
             process.wait(timeout=30)
+        port = free_port()
+        process = start(
+            [sys.executable, "-m", "app.cli", "api", "--port", str(port)],
+            {"TUNESERVE_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"},
+            port,
+            work / "tuneserve.log",
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/v1/models/{model_id}/predict"
+            headers = {"Authorization": f"Bearer {key}"}
+            for name, precision in VARIANTS.items():
+                variant_bodies = [dict(body, precision=precision) for body in bodies]
+                results[name] = run_load(name, url, headers, variant_bodies, args.seconds)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    base, ours = results["baseline (pipeline per request)"], results["tuneserve"]
+    base = results[BASELINE]
+    header = "| concurrency | baseline req/s | " + " | ".join(
+        f"{name} req/s (ratio)" for name in VARIANTS
+    )
+    header += " | baseline p50 / p99 ms | " + " | ".join(
+        f"{name} p50 / p99 ms" for name in VARIANTS
+    )
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; "
         f"torch threads default; {args.seconds:.0f} s per point; one pair per request.",
         "",
-        f"Bare forward (tokenize + forward, one pair, median): **{bare_ms:.2f} ms**",
+        "Bare forward (tokenize + forward, one pair, median): "
+        + ", ".join(f"{p} **{ms:.2f} ms**" for p, ms in bare.items()),
         "",
-        "| concurrency | baseline req/s | tuneserve req/s | ratio | baseline p50 / p99 ms | tuneserve p50 / p99 ms | errors |",
-        "|---|---|---|---|---|---|---|",
+        header + " | errors |",
+        "|---" * (3 + 2 * len(VARIANTS)) + "|",
     ]
     for c in CONCURRENCY:
-        b, t = base[c], ours[c]
-        lines.append(
-            f"| {c} | {b['throughput']:.1f} | {t['throughput']:.1f} | "
-            f"**{t['throughput'] / b['throughput']:.2f}x** | {b['p50_ms']:.1f} / {b['p99_ms']:.1f} | "
-            f"{t['p50_ms']:.1f} / {t['p99_ms']:.1f} | {int(b['errors'] + t['errors'])} |"
-        )
-    lines += [
-        "",
-        f"tuneserve p50 at concurrency 1 / bare forward: **{ours[1]['p50_ms'] / bare_ms:.2f}x**",
-    ]
+        cells = [f"{c}", f"{base[c]['throughput']:.1f}"]
+        cells += [
+            f"{results[n][c]['throughput']:.1f} (**{results[n][c]['throughput'] / base[c]['throughput']:.2f}x**)"
+            for n in VARIANTS
+        ]
+        cells.append(f"{base[c]['p50_ms']:.1f} / {base[c]['p99_ms']:.1f}")
+        cells += [
+            f"{results[n][c]['p50_ms']:.1f} / {results[n][c]['p99_ms']:.1f}" for n in VARIANTS
+        ]
+        cells.append(str(int(sum(results[n][c]["errors"] for n in results))))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for name, precision in VARIANTS.items():
+        ratio = results[name][1]["p50_ms"] / bare[precision]
+        lines.append(f"{name}: p50 at concurrency 1 / bare forward {precision}: **{ratio:.2f}x**")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "predict-bench.md").write_text("\n".join(lines) + "\n")
     (args.out / "predict-bench.json").write_text(
         json.dumps(
             {
-                "bare_forward_ms": bare_ms,
+                "bare_forward_ms": bare,
                 "results": {k: {str(c): r for c, r in v.items()} for k, v in results.items()},
             },
             indent=2,
         )
     )
-    plot(results, bare_ms, args.out / "predict-bench.png")
+    plot(results, bare, args.out / "predict-bench.png")
     print("\n".join(lines))
-    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

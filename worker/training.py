@@ -21,7 +21,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
 from app.core.config import Settings
-from app.jobs.schemas import JobSpec
+from app.core.precision import use_bf16
+from app.jobs.schemas import Hyperparameters, JobSpec
 from app.models.locator import InvalidModelName, locate_base_model
 from worker.callbacks import JobProgressCallback
 from worker.data import LabeledSplits, load_splits
@@ -95,21 +96,10 @@ def tokenize(
     return dataset.map(encode, batched=True, remove_columns=removed)
 
 
-def run_training(
-    settings: Settings, job_id: str, tenant_id: str, spec: JobSpec, lease: LeaseKeeper
-) -> TrainingResult:
-    """Train, evaluating each epoch; resumes from the job's last checkpoint when there is one."""
-    splits: LabeledSplits = load_splits(settings, tenant_id, spec)
-    hp = spec.hyperparameters
-    set_seed(hp.seed)  # the new classification head is initialised reproducibly
-    tokenizer, model = load_base(settings, spec.base_model, splits.labels)
-    max_length = hp.max_length or min(tokenizer.model_max_length, MAX_DEFAULT_LENGTH)
-    train = tokenize(splits.train, spec, splits.labels, tokenizer, max_length)
-    validation = tokenize(splits.validation, spec, splits.labels, tokenizer, max_length)
-
-    job_dir = settings.jobs_dir / job_id
-    checkpoints = job_dir / "checkpoints"
-    args = TrainingArguments(
+def training_arguments(settings: Settings, checkpoints: Path, hp: Hyperparameters) -> Any:
+    """The Trainer's arguments for a job: the course recipe plus the job's speed choices."""
+    bf16 = use_bf16(hp.precision)
+    return TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=hp.num_train_epochs,
         learning_rate=hp.learning_rate,
@@ -128,7 +118,27 @@ def run_training(
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=torch.cuda.is_available(),
+        train_sampling_strategy="group_by_length" if hp.group_by_length else "random",
+        bf16=bf16,
+        use_cpu=bf16 and not torch.cuda.is_available(),  # bf16 autocast on the CPU
     )
+
+
+def run_training(
+    settings: Settings, job_id: str, tenant_id: str, spec: JobSpec, lease: LeaseKeeper
+) -> TrainingResult:
+    """Train, evaluating each epoch; resumes from the job's last checkpoint when there is one."""
+    splits: LabeledSplits = load_splits(settings, tenant_id, spec)
+    hp = spec.hyperparameters
+    set_seed(hp.seed)  # the new classification head is initialised reproducibly
+    tokenizer, model = load_base(settings, spec.base_model, splits.labels)
+    max_length = hp.max_length or min(tokenizer.model_max_length, MAX_DEFAULT_LENGTH)
+    train = tokenize(splits.train, spec, splits.labels, tokenizer, max_length)
+    validation = tokenize(splits.validation, spec, splits.labels, tokenizer, max_length)
+
+    job_dir = settings.jobs_dir / job_id
+    checkpoints = job_dir / "checkpoints"
+    args = training_arguments(settings, checkpoints, spec.hyperparameters)
     progress = JobProgressCallback(job_id, lease, settings.fault_injection_step_delay_seconds)
     trainer = Trainer(
         model=model,
@@ -141,10 +151,12 @@ def run_training(
         callbacks=[progress],
     )
     logger.info(
-        "job %s trains %d examples with %d torch threads",
+        "job %s trains %d examples with %d torch threads, %s, %s batches",
         job_id,
         len(train),
         torch.get_num_threads(),
+        "bf16 autocast" if args.bf16 else "fp32",
+        args.train_sampling_strategy,
     )
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if last:

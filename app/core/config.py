@@ -6,6 +6,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.precision import ServingPrecision
+
 
 class Settings(BaseSettings):
     """All tunables of the API and the worker; one instance per process."""
@@ -38,6 +40,8 @@ class Settings(BaseSettings):
     # requests when the model is busy (a lone request never waits).
     predict_max_batch: int = 64
     predict_max_wait_ms: float = 2.0
+    # The serving number format when a request names none (see PredictRequest.precision).
+    predict_precision: ServingPrecision = "auto"
 
     # Prometheus exporter of each worker's training process (prometheus_client's HTTP server,
     # started in the Celery pool process); port 0 disables it. A port in use is logged, not fatal.

@@ -55,6 +55,16 @@ class Hyperparameters(StrictModel):
     max_length: int | None = Field(default=None, gt=0, le=8192)
     gradient_accumulation_steps: int = Field(default=1, gt=0, le=1024)
     lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    group_by_length: bool = Field(
+        default=True,
+        description="Batch examples of similar length together: less padding, faster epochs; "
+        "false gives the course recipe's random batches.",
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto",
+        description="auto: bf16 autocast where the hardware computes bf16 natively (recent "
+        "GPUs, CPUs with AVX512-BF16 or AMX), else fp32. fp32 is the course recipe.",
+    )
 
 
 def _default_metrics() -> list[MetricName]:

@@ -1,5 +1,6 @@
 """/v1/models: trained models, and predictions from them."""
 
+from functools import lru_cache
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -9,6 +10,7 @@ from app.auth.deps import PrincipalDep, get_principal
 from app.core.db import session_scope
 from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import V1_ERRORS, ApiError, NotFound
+from app.core.precision import serving_precision
 from app.models.repository import ModelRepository
 from app.models.schemas import ModelList, ModelRead, PredictRequest, PredictResponse
 from app.predict import service as predict_service
@@ -44,7 +46,10 @@ def get_model(session: SessionDep, principal: PrincipalDep, model_id: str) -> Mo
     return ModelRead.model_validate(_get_model(session, principal.tenant_id, model_id))
 
 
+@lru_cache(maxsize=4096)
 def _find_model(tenant_id: str, model_id: str) -> TrainedModel:
+    """A trained model's row is written once and never changed, so a predict request reads it
+    from the database only the first time (a miss raises NotFound, which is not cached)."""
     with session_scope() as session:  # closed before the forward pass, which needs none
         return _get_model(session, tenant_id, model_id)
 
@@ -65,5 +70,8 @@ async def predict(
             f"At most {settings.max_predict_inputs} inputs per request; send smaller batches.",
         )
     record = await run_in_threadpool(_find_model, principal.tenant_id, model_id)
-    predictions = await predict_service.predict(record, request, settings.max_predict_text_chars)
-    return PredictResponse(model_id=model_id, predictions=predictions)
+    precision = serving_precision(request.precision or settings.predict_precision)
+    predictions = await predict_service.predict(
+        record, request, settings.max_predict_text_chars, precision
+    )
+    return PredictResponse(model_id=model_id, precision=precision, predictions=predictions)

@@ -4,6 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.precision import ServingPrecision
+
 
 class ModelRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -34,6 +36,12 @@ class PredictRequest(BaseModel):
     inputs: list[str | TextPair] = Field(
         min_length=1, description="Texts, or {text, text_pair} objects for pair models."
     )
+    precision: ServingPrecision | None = Field(
+        default=None,
+        description="The model's number format for this request: fp32, bf16, int8 (dynamic "
+        "quantization of the linear layers) or auto (bf16 where the CPU or GPU computes it "
+        "natively, else fp32). Default: the server's TUNESERVE_PREDICT_PRECISION (auto).",
+    )
 
 
 class Prediction(BaseModel):
@@ -43,4 +51,5 @@ class Prediction(BaseModel):
 
 class PredictResponse(BaseModel):
     model_id: str
+    precision: str = Field(description="The number format the model ran in.")
     predictions: list[Prediction]

@@ -7,15 +7,22 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+# A forward pass runs over at most this many inputs of similar length: a batch is sorted by
+# length and cut into such slices, so short inputs are not padded to the longest one.
+SLICE = 16
+
 
 @dataclass
 class LoadedModel:
     model: Any
     tokenizer: Any
     labels: list[str]
+    precision: str = "fp32"
 
     @classmethod
-    def load(cls, folder: Path) -> "LoadedModel":
+    def load(cls, folder: Path, precision: str = "fp32") -> "LoadedModel":
+        """Load for inference in fp32, bf16 (weights cast once) or int8 (dynamic quantization
+        of the linear layers)."""
         # local_files_only: a trained model is always a folder of ours; safetensors only.
         tokenizer = AutoTokenizer.from_pretrained(
             folder, local_files_only=True, trust_remote_code=False
@@ -24,17 +31,33 @@ class LoadedModel:
             folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
         )
         model.eval()
+        if precision == "bf16":
+            model = model.to(torch.bfloat16)
+        elif precision == "int8":
+            from torch.ao.quantization import quantize_dynamic
+
+            model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        return cls(model=model, tokenizer=tokenizer, labels=labels)
+        return cls(model=model, tokenizer=tokenizer, labels=labels, precision=precision)
 
     def predict(
         self, texts: list[str], pairs: list[str] | None
     ) -> list[tuple[str, dict[str, float]]]:
-        """Label a batch: tokenized together with padding to its longest input."""
-        encoded = self.tokenizer(texts, pairs, truncation=True, padding=True, return_tensors="pt")
-        with torch.inference_mode():
-            logits = self.model(**encoded).logits
-        probabilities = torch.softmax(logits.float(), dim=-1).tolist()
+        """Label a batch: tokenized together, then run in length-sorted slices, each padded
+        to its own longest input."""
+        encoded = self.tokenizer(texts, pairs, truncation=True)
+        columns = list(encoded.keys())
+        order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
+        probabilities: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), SLICE):
+            rows = order[start : start + SLICE]
+            features = [{name: encoded[name][i] for name in columns} for i in rows]
+            batch = self.tokenizer.pad(features, return_tensors="pt")
+            with torch.inference_mode():
+                logits = self.model(**batch).logits
+            scores_of_rows = torch.softmax(logits.float(), dim=-1).tolist()
+            for row, scores in zip(rows, scores_of_rows, strict=True):
+                probabilities[row] = scores
         results = []
         for row in probabilities:
             best = max(range(len(row)), key=row.__getitem__)

@@ -16,10 +16,12 @@ from app.tables import TrainedModel
 @lru_cache
 def get_model_cache() -> ModelCache[LoadedModel]:
     settings = get_settings()
-    return ModelCache(
-        settings.model_cache_size,
-        lambda model_id: LoadedModel.load(trained_model_dir(settings, model_id)),
-    )
+
+    def load(key: str) -> LoadedModel:
+        model_id, precision = key.split(":")
+        return LoadedModel.load(trained_model_dir(settings, model_id), precision)
+
+    return ModelCache(settings.model_cache_size, load)
 
 
 def split_inputs(
@@ -61,10 +63,11 @@ def split_inputs(
 _batchers: dict[str, MicroBatcher] = {}
 
 
-def get_batcher(model_id: str) -> MicroBatcher:
-    """The model's batcher on the running event loop (a new loop, as in tests, gets new ones)."""
+def get_batcher(key: str) -> MicroBatcher:
+    """The batcher of a model in one precision ("model_id:precision") on the running event
+    loop (a new loop, as in tests, gets new ones)."""
     settings = get_settings()
-    batcher = _batchers.get(model_id)
+    batcher = _batchers.get(key)
     if batcher is None or batcher.loop is not asyncio.get_running_loop():
         if batcher is not None:
             batcher.close()
@@ -73,18 +76,19 @@ def get_batcher(model_id: str) -> MicroBatcher:
                 break
             _batchers.pop(idle).close()
         batcher = MicroBatcher(
-            lambda: get_model_cache().get(model_id),
+            lambda: get_model_cache().get(key),
             max_batch=settings.predict_max_batch,
             max_wait_seconds=settings.predict_max_wait_ms / 1000,
         )
-        _batchers[model_id] = batcher
+        _batchers[key] = batcher
     return batcher
 
 
 async def predict(
-    record: TrainedModel, request: PredictRequest, max_chars: int
+    record: TrainedModel, request: PredictRequest, max_chars: int, precision: str
 ) -> list[Prediction]:
-    """Validated here; labelled in a forward pass shared with concurrent requests."""
+    """Validated here; labelled in a forward pass shared with concurrent requests for the
+    same model in the same precision."""
     texts, pairs = split_inputs(record, request, max_chars)
-    labelled = await get_batcher(record.id).predict(texts, pairs)
+    labelled = await get_batcher(f"{record.id}:{precision}").predict(texts, pairs)
     return [Prediction(label=label, scores=scores) for label, scores in labelled]
