@@ -278,7 +278,7 @@ def main() -> int:
         for backend in args.backends:
             rows, failures[backend], missing_jobs[backend] = bench_backend(backend, work, args)
             results[backend] = rows
-            print("\n".join(table({backend: rows})[2:]), flush=True)
+            print("\n".join(table({backend: rows})), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
