@@ -34,6 +34,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "train_sampling_strategy": "group_by_length",
         "torch_compile": True,
     },
+    "group_by_length+eager_attention": {
+        "train_sampling_strategy": "group_by_length",
+        "attn_implementation": "eager",
+    },
+    "group_by_length+malloc_thresholds": {
+        "train_sampling_strategy": "group_by_length",
+        "malloc_thresholds": True,
+    },
+    "group_by_length+jemalloc": {
+        "train_sampling_strategy": "group_by_length",
+        "env": {"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"},
+    },
 }
 
 
@@ -66,10 +78,15 @@ def train_once(model_dir: str, rows: int, change: dict[str, Any], out: Path) -> 
         set_seed,
     )
 
-    sys.path.insert(0, str(ROOT / "bench"))
+    sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
     from course_recipe import read_split
 
     change = dict(change)
+    change.pop("env", None)  # applied when the process was started
+    if change.pop("malloc_thresholds", False):
+        from worker.allocator import keep_freed_memory
+
+        keep_freed_memory()
     if "threads" in change:
         torch.set_num_threads(change.pop("threads"))
     attention = change.pop("attn_implementation", None)
@@ -154,7 +171,8 @@ def main() -> int:
             result_file = Path(work) / f"{name}.json"
             command = [sys.executable, __file__, "--one", name, "--result", str(result_file)]
             command += ["--train-rows", str(args.train_rows)]
-            run = subprocess.run(command, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            env = {**os.environ, "PYTHONWARNINGS": "ignore", **VARIANTS[name].get("env", {})}
+            run = subprocess.run(command, env=env)
             if run.returncode != 0:
                 print(f"{name}: failed (exit {run.returncode}); see its output above", flush=True)
                 continue

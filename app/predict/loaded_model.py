@@ -45,19 +45,12 @@ class LoadedModel:
     ) -> list[tuple[str, dict[str, float]]]:
         """Label a batch: tokenized together, then run in length-sorted slices, each padded
         to its own longest input."""
-        encoded = self.tokenizer(texts, pairs, truncation=True)
-        columns = list(encoded.keys())
-        order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
-        probabilities: list[list[float]] = [[] for _ in texts]
-        for start in range(0, len(order), SLICE):
-            rows = order[start : start + SLICE]
-            features = [{name: encoded[name][i] for name in columns} for i in rows]
-            batch = self.tokenizer.pad(features, return_tensors="pt")
-            with torch.inference_mode():
-                logits = self.model(**batch).logits
-            scores_of_rows = torch.softmax(logits.float(), dim=-1).tolist()
-            for row, scores in zip(rows, scores_of_rows, strict=True):
-                probabilities[row] = scores
+        if len(texts) == 1:  # nothing to sort or pad
+            probabilities = self._forward(
+                self.tokenizer(texts, pairs, truncation=True, return_tensors="pt")
+            )
+        else:
+            probabilities = self._forward_sorted(texts, pairs)
         results = []
         for row in probabilities:
             best = max(range(len(row)), key=row.__getitem__)
@@ -68,3 +61,21 @@ class LoadedModel:
                 )
             )
         return results
+
+    def _forward(self, batch: Any) -> list[list[float]]:
+        with torch.inference_mode():
+            logits = self.model(**batch).logits
+        return list(torch.softmax(logits.float(), dim=-1).tolist())
+
+    def _forward_sorted(self, texts: list[str], pairs: list[str] | None) -> list[list[float]]:
+        encoded = self.tokenizer(texts, pairs, truncation=True)
+        columns = list(encoded.keys())
+        order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
+        probabilities: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), SLICE):
+            rows = order[start : start + SLICE]
+            features = [{name: encoded[name][i] for name in columns} for i in rows]
+            scores = self._forward(self.tokenizer.pad(features, return_tensors="pt"))
+            for row, row_scores in zip(rows, scores, strict=True):
+                probabilities[row] = row_scores
+        return probabilities
