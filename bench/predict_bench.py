@@ -14,6 +14,7 @@ the concurrency-1 latency. Writes predict-bench.json, predict-bench.md and predi
 import argparse
 import asyncio
 import csv
+import http.client
 import json
 import os
 import platform
@@ -182,6 +183,29 @@ async def load(
     }
 
 
+def lean_p50_ms(
+    url: str, headers: dict[str, str], bodies: list[dict[str, Any]], requests: int = 300
+) -> float:
+    """p50 of one client sending requests one after another over a keep-alive connection
+    with the standard library: next to no client time, so it is the server's latency."""
+    parsed = httpx.URL(url)
+    connection = http.client.HTTPConnection(parsed.host, parsed.port, timeout=60)
+    all_headers = {**headers, "Content-Type": "application/json"}
+    times = []
+    try:
+        for i in range(requests):
+            payload = json.dumps(bodies[i % len(bodies)])
+            started = time.perf_counter()
+            connection.request("POST", parsed.raw_path.decode(), payload, all_headers)
+            response = connection.getresponse()
+            response.read()
+            times.append(time.perf_counter() - started)
+            assert response.status == 200, response.status
+    finally:
+        connection.close()
+    return statistics.median(times) * 1000
+
+
 def warm(url: str, headers: dict[str, str], body: dict[str, Any]) -> None:
     for _ in range(20):
         httpx.post(url, json=body, headers=headers, timeout=60).raise_for_status()
@@ -221,7 +245,9 @@ def run_load(
     name: str, url: str, headers: dict[str, str], bodies: list[dict[str, Any]], seconds: float
 ) -> dict[int, dict[str, float]]:
     warm(url, headers, bodies[0])
-    rows = {}
+    lean = lean_p50_ms(url, headers, bodies)
+    print(f"{name:34s} c=1 lean client p50 {lean:.1f} ms", flush=True)
+    rows: dict[int, dict[str, float]] = {}
     for concurrency in CONCURRENCY:
         row = asyncio.run(load(url, headers, bodies, concurrency, seconds))
         rows[concurrency] = row
@@ -230,6 +256,7 @@ def run_load(
             f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}",
             flush=True,
         )
+    rows[1]["lean_p50_ms"] = lean
     return rows
 
 
@@ -312,7 +339,7 @@ def main() -> int:
         + ", ".join(f"{p} **{ms:.2f} ms**" for p, ms in bare.items()),
         "",
         header + " | errors |",
-        "|---" * (3 + 2 * len(VARIANTS)) + "|",
+        "|---" * (4 + 2 * len(VARIANTS)) + "|",
     ]
     for c in CONCURRENCY:
         cells = [f"{c}", f"{base[c]['throughput']:.1f}"]
@@ -327,9 +354,18 @@ def main() -> int:
         cells.append(str(int(sum(results[n][c]["errors"] for n in results))))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    lines.append(
+        f"Concurrency 1 with a lean client (http.client, keep-alive, {300} requests): baseline "
+        f"p50 {base[1]['lean_p50_ms']:.1f} ms ({base[1]['lean_p50_ms'] / bare['fp32']:.2f}x "
+        "the fp32 bare forward)."
+    )
     for name, precision in VARIANTS.items():
         ratio = results[name][1]["p50_ms"] / bare[precision]
-        lines.append(f"{name}: p50 at concurrency 1 / bare forward {precision}: **{ratio:.2f}x**")
+        lean = results[name][1]["lean_p50_ms"]
+        lines.append(
+            f"{name}: p50 at concurrency 1 / bare forward {precision}: **{ratio:.2f}x** "
+            f"(httpx client); **{lean / bare[precision]:.2f}x** ({lean:.1f} ms, lean client)"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "predict-bench.md").write_text("\n".join(lines) + "\n")
     (args.out / "predict-bench.json").write_text(

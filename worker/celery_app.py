@@ -60,6 +60,14 @@ def _install_stop_handler(**_kwargs: Any) -> None:
 
 
 @worker_process_init.connect
+def _keep_freed_memory(**_kwargs: Any) -> None:
+    # Training reallocates the same buffers every step; see worker/allocator.py.
+    from worker.allocator import keep_freed_memory
+
+    keep_freed_memory()
+
+
+@worker_process_init.connect
 def _preload_training_code(**_kwargs: Any) -> None:
     # torch, transformers and datasets take seconds to import: pay that once per pool process,
     # when it starts, not inside the first job's time. Still after fork, so the parent stays

@@ -1,6 +1,5 @@
 """/v1/models: trained models, and predictions from them."""
 
-from functools import lru_cache
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -46,10 +45,25 @@ def get_model(session: SessionDep, principal: PrincipalDep, model_id: str) -> Mo
     return ModelRead.model_validate(_get_model(session, principal.tenant_id, model_id))
 
 
-@lru_cache(maxsize=4096)
-def _find_model(tenant_id: str, model_id: str) -> TrainedModel:
+MODEL_ROWS_KEPT = 4096
+_model_rows: dict[tuple[str, str], TrainedModel] = {}
+
+
+async def _find_model(tenant_id: str, model_id: str) -> TrainedModel:
     """A trained model's row is written once and never changed, so a predict request reads it
-    from the database only the first time (a miss raises NotFound, which is not cached)."""
+    from the database (in a worker thread) only the first time; an unknown id raises NotFound
+    each time and is not kept."""
+    key = (tenant_id, model_id)
+    record = _model_rows.get(key)
+    if record is None:
+        record = await run_in_threadpool(_read_model, tenant_id, model_id)
+        if len(_model_rows) >= MODEL_ROWS_KEPT:
+            _model_rows.pop(next(iter(_model_rows)))  # the oldest
+        _model_rows[key] = record
+    return record
+
+
+def _read_model(tenant_id: str, model_id: str) -> TrainedModel:
     with session_scope() as session:  # closed before the forward pass, which needs none
         return _get_model(session, tenant_id, model_id)
 
@@ -69,7 +83,7 @@ async def predict(
             "too_many_inputs",
             f"At most {settings.max_predict_inputs} inputs per request; send smaller batches.",
         )
-    record = await run_in_threadpool(_find_model, principal.tenant_id, model_id)
+    record = await _find_model(principal.tenant_id, model_id)
     precision = serving_precision(request.precision or settings.predict_precision)
     predictions = await predict_service.predict(
         record, request, settings.max_predict_text_chars, precision
