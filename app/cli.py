@@ -89,6 +89,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     supervisor = threading.Thread(target=supervise, name="worker-supervisor", daemon=True)
     supervisor.start()
+    # Once shut down, uvicorn raises the signal that stopped it again. With the default
+    # SIGTERM action that would end this process at once, before the worker is stopped below,
+    # and leave it running: the signal has done its work by then, so ignore it.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda _signum, _frame: None)
     try:
         uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.loglevel.lower())
     finally:
