@@ -30,7 +30,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,11 +42,11 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.postgres import fresh_database  # noqa: E402
 from tests.support.service import Service  # noqa: E402
 from tests.support.specs import tiny_spec  # noqa: E402
 from tests.support.tiny_model import build_tiny_model, sentiment_rows  # noqa: E402
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/14"
 BACKENDS = ("sqlite", "postgres")
 OPERATIONS = ("create", "status", "metrics")
@@ -69,23 +68,6 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     elapsed: float = 0.0
     failures: list[str] = field(default_factory=list)  # the first few errors, for the report
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh, empty database, dropped (connections and all) on the way out."""
-    name = f"tuneserve_load_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 @contextmanager
@@ -133,7 +115,7 @@ def backend_env(backend: str, work: Path) -> Iterator[dict[str, str]]:
     if backend == "sqlite":
         yield env
         return
-    with postgres_database() as database_url, flushed_redis(REDIS_URL) as broker_url:
+    with fresh_database("tuneserve_load_") as database_url, flushed_redis(REDIS_URL) as broker_url:
         yield {
             **env,
             "TUNESERVE_DATABASE_URL": database_url,

@@ -93,40 +93,22 @@ def register_model(data_dir: Path, folder: Path) -> tuple[str, str]:
     from sqlalchemy.orm import Session
 
     from app.auth.repository import TenantRepository
-    from app.tables import Job, TrainedModel, new_id
+    from app.tables import JobStatus
+    from tests.support.rows import job_row, model_row
 
     url = f"sqlite:///{data_dir / 'tuneserve.db'}"
     key = issue_test_key(url, tenant="bench")
-    model_id = new_id("mdl")
-    shutil.copytree(folder, data_dir / "models" / model_id)
     engine = create_engine(url)
     with Session(engine) as session:
         tenant = TenantRepository(session).get_by_name("bench")
         assert tenant is not None
-        job = Job(
-            id=new_id("job"),
-            tenant_id=tenant.id,
-            status="succeeded",
-            spec={},
-            total_epochs=1.0,
-            epoch=1.0,
-            step=0,
-            attempts=1,
-            cancel_requested=False,
-        )
+        job = job_row(tenant.id, JobStatus.succeeded, epochs=1.0)
         session.add(job)
         session.flush()
-        session.add(
-            TrainedModel(
-                id=model_id,
-                tenant_id=tenant.id,
-                job_id=job.id,
-                base_model="minilm",
-                labels=["0", "1"],
-                text_pair=True,
-                metrics={},
-            )
-        )
+        model = model_row(tenant.id, job.id, ["0", "1"], base_model="minilm", text_pair=True)
+        session.add(model)
+        model_id = model.id
+        shutil.copytree(folder, data_dir / "models" / model_id)
         session.commit()
     engine.dispose()
     return model_id, key

@@ -8,24 +8,14 @@ from app.core.config import get_settings
 from app.core.db import session_scope
 from app.jobs.reaper import reap_once
 from app.jobs.repository import JobRepository
-from app.tables import Job, JobMetric, JobStatus, TrainedModel, new_id
+from app.tables import JobMetric, TrainedModel
 from tests.support.auth import tenant_id_of
-from tests.support.rows import model_row
+from tests.support.rows import job_row, model_row
 
 
 def add_job() -> str:
     with session_scope() as session:
-        job = Job(
-            id=new_id("job"),
-            tenant_id=tenant_id_of(session),
-            status=JobStatus.queued,
-            spec={},
-            total_epochs=3.0,
-            epoch=0.0,
-            step=0,
-            attempts=0,
-            cancel_requested=False,
-        )
+        job = job_row(tenant_id_of(session))
         JobRepository(session).add(job)
         return job.id
 

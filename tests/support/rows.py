@@ -2,18 +2,40 @@
 
 from app.auth.repository import TenantRepository
 from app.core.db import session_scope
-from app.tables import JobMetric, TrainedModel, new_id
+from app.tables import Job, JobMetric, JobStatus, TrainedModel, new_id
 
 
-def model_row(tenant_id: str, job_id: str, labels: list[str] | None = None) -> TrainedModel:
+def job_row(tenant_id: str, status: str = JobStatus.queued, epochs: float = 3.0) -> Job:
+    """A job row as the API would write it: not yet started, or (status "succeeded") done."""
+    done = status == JobStatus.succeeded
+    return Job(
+        id=new_id("job"),
+        tenant_id=tenant_id,
+        status=status,
+        spec={},
+        total_epochs=epochs,
+        epoch=epochs if done else 0.0,
+        step=0,
+        attempts=1 if done else 0,
+        cancel_requested=False,
+    )
+
+
+def model_row(
+    tenant_id: str,
+    job_id: str,
+    labels: list[str] | None = None,
+    base_model: str = "tiny",
+    text_pair: bool = False,
+) -> TrainedModel:
     """A model row as the worker would write it (no weights: enough for reads and checks)."""
     return TrainedModel(
         id=new_id("mdl"),
         tenant_id=tenant_id,
         job_id=job_id,
-        base_model="tiny",
+        base_model=base_model,
         labels=labels or ["negative", "positive"],
-        text_pair=False,
+        text_pair=text_pair,
         metrics={},
     )
 
