@@ -36,13 +36,20 @@ def require_service(name: str, host: str, port: int) -> None:
 def reset_caches() -> None:
     """Drop every process-wide cache built from settings, after the environment changed."""
     import app.queue
+    from app.auth.cache import get_principal_cache
     from app.core.config import get_settings
     from app.core.db import get_engine, get_sessionmaker
     from app.predict.service import get_model_cache
 
     if get_engine.cache_info().currsize:
         get_engine().dispose()
-    for cached in (get_settings, get_engine, get_sessionmaker, get_model_cache):
+    for cached in (
+        get_settings,
+        get_engine,
+        get_sessionmaker,
+        get_model_cache,
+        get_principal_cache,
+    ):
         cached.cache_clear()
     app.queue._celery = None
 

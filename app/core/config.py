@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     # Fault-injection tests only: sleep after every training step, so a test can act mid-epoch.
     fault_injection_step_delay_seconds: float = 0.0
 
+    # How long an API process trusts a key it has looked up; a revoked key is refused at
+    # most this much later. 0 looks the key up on every request.
+    auth_cache_seconds: float = 2.0
+
     model_cache_size: int = 4
     # Predict micro-batching: inputs per forward pass, and how long a batch may wait for more
     # requests when the model is busy (a lone request never waits).

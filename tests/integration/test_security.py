@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.auth.cache import get_principal_cache
 from app.auth.commands import ensure_first_key, first_key_path
 from app.auth.repository import TenantRepository
 from app.auth.service import list_keys, revoke_key
@@ -16,6 +17,7 @@ from app.core.config import get_settings
 from app.core.db import session_scope
 from app.jobs.repository import JobRepository
 from app.main import create_app
+from tests.conftest import reset_caches
 from tests.support.auth import issue_test_key
 from tests.support.rows import add_trained_model
 from tests.support.specs import tiny_spec
@@ -88,20 +90,49 @@ def test_every_v1_route_needs_a_key(app: Any) -> None:
     assert anonymous.get("/healthz").status_code == 200
 
 
-def test_revoked_key_is_refused_at_once(app: Any, database_url: str) -> None:
-    key = issue_test_key(database_url, tenant="carol")
-    client = client_for(app, key)
-    assert client.get("/v1/jobs").status_code == 200
+def revoke_tenant_key(tenant: str, key: str) -> str:
+    """Revoke the one key of a tenant; return its id."""
     with session_scope() as session:
-        [(record, tenant)] = [
-            (k, t) for k, t in list_keys(session, include_revoked=False) if t.name == "carol"
+        [(record, _)] = [
+            (k, t) for k, t in list_keys(session, include_revoked=False) if t.name == tenant
         ]
         assert key.startswith(record.prefix)
         assert record.secret_sha256 != key and key not in record.secret_sha256  # hashed
         assert revoke_key(session, record.id)
-    assert_error(client.get("/v1/jobs"), 401, "invalid_api_key")
+        return record.id
+
+
+def test_revoked_key_is_refused_at_once_without_cache(
+    configured: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNESERVE_AUTH_CACHE_SECONDS", "0")
+    reset_caches()
+    key = issue_test_key(database_url, tenant="carol")
+    with TestClient(create_app(), headers={"Authorization": f"Bearer {key}"}) as client:
+        assert client.get("/v1/jobs").status_code == 200
+        key_id = revoke_tenant_key("carol", key)
+        assert_error(client.get("/v1/jobs"), 401, "invalid_api_key")
     with session_scope() as session:
-        assert not revoke_key(session, record.id)  # twice: nothing to revoke
+        assert not revoke_key(session, key_id)  # twice: nothing to revoke
+
+
+def test_revoked_key_is_refused_once_the_cache_window_passes(
+    app: Any, database_url: str
+) -> None:
+    seconds = get_settings().auth_cache_seconds
+    assert seconds > 0  # the default trusts a seen key for a moment
+    now = [0.0]
+    get_principal_cache().clock = lambda: now[0]
+    key = issue_test_key(database_url, tenant="carol")
+    client = client_for(app, key)
+    assert client.get("/v1/jobs").status_code == 200
+    revoke_tenant_key("carol", key)
+    now[0] += seconds * 0.9
+    assert client.get("/v1/jobs").status_code == 200  # still within the window
+    now[0] += seconds * 0.2
+    assert_error(client.get("/v1/jobs"), 401, "invalid_api_key")
+    # A key never seen is looked up at once, whatever the window.
+    assert_error(client_for(app, "tsk_" + "0" * 48).get("/v1/jobs"), 401, "invalid_api_key")
 
 
 def test_first_key_is_made_once_and_saved_private(configured: Path) -> None:
