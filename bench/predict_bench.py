@@ -3,10 +3,11 @@
     HF_HUB_OFFLINE=1 python bench/predict_bench.py --seconds 15 --out docs
 
 Both servers serve the same model (all-MiniLM-L6-v2 with a 2-label head, safetensors) on the
-same machine, one uvicorn process each, started by this script and loaded one at a time.
-Inputs are MRPC dev sentence pairs (one pair per request). For each concurrency the load
-generator (asyncio + httpx, in this process) runs for a fixed time against each server in
-turn and records throughput and latency percentiles. The model's bare forward time for one
+same machine, one uvicorn process each, started by this script. Inputs are MRPC dev sentence
+pairs (one pair per request). For each concurrency the load generator (bench/http_load.py:
+keep-alive connections over raw asyncio streams, in this process, a small fraction of the CPU
+httpx would take) runs for a fixed time against each server in turn and records throughput,
+latency percentiles and the server's CPU time per request. The model's bare forward time for one
 pair (tokenize + forward, in this process, before any server starts) is the reference for
 the concurrency-1 latency. Writes predict-bench.json, predict-bench.md and predict-bench.png.
 """
@@ -14,7 +15,6 @@ the concurrency-1 latency. Writes predict-bench.json, predict-bench.md and predi
 import argparse
 import asyncio
 import csv
-import http.client
 import json
 import os
 import platform
@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.http_load import run_load as run_load_at  # noqa: E402
 from tests.support.auth import issue_test_key  # noqa: E402
 from tests.support.service import free_port  # noqa: E402
 
@@ -63,16 +66,11 @@ def build_model(folder: Path) -> None:
     AutoTokenizer.from_pretrained(source).save_pretrained(folder)
 
 
-def bare_forward_ms(
-    folder: Path, pairs: list[dict[str, str]], precision: str, runs: int = 200
-) -> float:
+def bare_forward_ms(loaded: Any, pairs: list[dict[str, str]], runs: int = 200) -> float:
     """Median time of tokenize + forward for one pair, the same work a request needs, with
-    the model loaded as the server loads it in that precision."""
+    the model loaded as the server loads it (a LoadedModel in one precision)."""
     import torch
 
-    from app.predict.loaded_model import LoadedModel
-
-    loaded = LoadedModel.load(folder, precision)
     tokenizer, model = loaded.tokenizer, loaded.model
     times = []
     for i in range(runs):
@@ -85,6 +83,11 @@ def bare_forward_ms(
             model(**encoded)
         times.append(time.perf_counter() - started)
     return statistics.median(times[20:]) * 1000
+
+
+def median_row(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the repeats of one point."""
+    return {key: statistics.median(row[key] for row in rows) for key in rows[0]}
 
 
 def register_model(data_dir: Path, folder: Path) -> tuple[str, str]:
@@ -128,64 +131,9 @@ def start(argv: list[str], env: dict[str, str], port: int, log: Path) -> subproc
     raise SystemExit(f"server did not start; see {log}")
 
 
-async def load(
-    url: str,
-    headers: dict[str, str],
-    bodies: list[dict[str, Any]],
-    concurrency: int,
-    seconds: float,
-) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
-    stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits, headers=headers) as client:
-
-        async def user(index: int) -> None:
-            nonlocal errors
-            i = index
-            while time.perf_counter() < stop_at:
-                started = time.perf_counter()
-                response = await client.post(url, json=bodies[i % len(bodies)])
-                if response.status_code != 200:
-                    errors += 1
-                latencies.append(time.perf_counter() - started)
-                i += concurrency
-
-        began = time.perf_counter()
-        await asyncio.gather(*(user(i) for i in range(concurrency)))
-        elapsed = time.perf_counter() - began
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "throughput": len(latencies) / elapsed,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-    }
-
-
-def lean_p50_ms(
-    url: str, headers: dict[str, str], bodies: list[dict[str, Any]], requests: int = 300
-) -> float:
-    """p50 of one client sending requests one after another over a keep-alive connection
-    with the standard library: next to no client time, so it is the server's latency."""
-    parsed = httpx.URL(url)
-    connection = http.client.HTTPConnection(parsed.host, parsed.port, timeout=60)
-    all_headers = {**headers, "Content-Type": "application/json"}
-    times = []
-    try:
-        for i in range(requests):
-            payload = json.dumps(bodies[i % len(bodies)])
-            started = time.perf_counter()
-            connection.request("POST", parsed.raw_path.decode(), payload, all_headers)
-            response = connection.getresponse()
-            response.read()
-            times.append(time.perf_counter() - started)
-            assert response.status == 200, response.status
-    finally:
-        connection.close()
-    return statistics.median(times) * 1000
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=30)
 
 
 def warm(url: str, headers: dict[str, str], body: dict[str, Any]) -> None:
@@ -223,23 +171,50 @@ def plot(
     figure.savefig(path)
 
 
-def run_load(
-    name: str, url: str, headers: dict[str, str], bodies: list[dict[str, Any]], seconds: float
-) -> dict[int, dict[str, float]]:
-    warm(url, headers, bodies[0])
-    lean = lean_p50_ms(url, headers, bodies)
-    print(f"{name:34s} c=1 lean client p50 {lean:.1f} ms", flush=True)
-    rows: dict[int, dict[str, float]] = {}
-    for concurrency in CONCURRENCY:
-        row = asyncio.run(load(url, headers, bodies, concurrency, seconds))
-        rows[concurrency] = row
-        print(
-            f"{name:34s} c={concurrency:<3d} {row['throughput']:7.1f} req/s  "
-            f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}",
-            flush=True,
+@dataclass
+class Target:
+    """One server variant under load: where to post, with what."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    url: httpx.URL
+    headers: dict[str, str]
+    bodies: list[dict[str, Any]]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(target: Target, concurrency: int, seconds: float) -> dict[str, float]:
+    """Throughput and latency of one target at one concurrency, with the server's CPU time
+    per request."""
+    assert target.url.host and target.url.port
+    cpu_before = cpu_seconds(target.process.pid)
+    result = asyncio.run(
+        run_load_at(
+            target.url.host,
+            target.url.port,
+            target.url.path,
+            target.headers,
+            target.bodies,
+            concurrency,
+            seconds,
         )
-    rows[1]["lean_p50_ms"] = lean
-    return rows
+    )
+    row = result.summary()
+    row["server_cpu_ms_per_request"] = (
+        1000 * (cpu_seconds(target.process.pid) - cpu_before) / max(1, result.requests)
+    )
+    print(
+        f"{target.name:34s} c={concurrency:<3d} {row['throughput']:7.1f} req/s  "
+        f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}  "
+        f"server CPU {row['server_cpu_ms_per_request']:.1f} ms/request",
+        flush=True,
+    )
+    return row
 
 
 BASELINE = "baseline (pipeline per request)"
@@ -251,6 +226,7 @@ VARIANTS = {"tuneserve fp32": "fp32", "tuneserve int8": "int8"}
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--repeats", type=int, default=3, help="sweeps; each point's median")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     args = parser.parse_args()
 
@@ -258,8 +234,10 @@ def main() -> int:
     pairs = mrpc_pairs()
     folder = work / "model"
     build_model(folder)
-    bare = {precision: bare_forward_ms(folder, pairs, precision) for precision in VARIANTS.values()}
-    print(f"bare forward, one pair: {bare}", flush=True)
+    from app.predict.loaded_model import LoadedModel
+
+    bare_models = {p: LoadedModel.load(folder, p) for p in VARIANTS.values()}
+    bare_samples: dict[str, list[float]] = {p: [] for p in bare_models}
 
     data_dir = work / "data"
     (data_dir / "models").mkdir(parents=True)
@@ -267,44 +245,56 @@ def main() -> int:
     bodies = [{"inputs": [pair]} for pair in pairs]
     results: dict[str, dict[int, dict[str, float]]] = {}
     try:
-        port = free_port()
-        process = start(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.pipeline_baseline_app:app",
-                "--port",
-                str(port),
-            ],
-            {"BASELINE_MODEL_DIR": str(folder)},
-            port,
-            work / "baseline.log",
-        )
-        try:
-            url = f"http://127.0.0.1:{port}/predict"
-            results[BASELINE] = run_load(BASELINE, url, {}, bodies, args.seconds)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-        port = free_port()
-        process = start(
-            [sys.executable, "-m", "app.cli", "api", "--port", str(port)],
-            {"TUNESERVE_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"},
-            port,
-            work / "tuneserve.log",
-        )
-        try:
-            url = f"http://127.0.0.1:{port}/v1/models/{model_id}/predict"
+        with ExitStack() as servers:
+            port = free_port()
+            baseline = start(
+                [sys.executable, "-m", "uvicorn", "bench.pipeline_baseline_app:app"]
+                + ["--port", str(port)],
+                {"BASELINE_MODEL_DIR": str(folder)},
+                port,
+                work / "baseline.log",
+            )
+            servers.callback(stop, baseline)
+            targets = [
+                Target(
+                    BASELINE, baseline, httpx.URL(f"http://127.0.0.1:{port}/predict"), {}, bodies
+                )
+            ]
+            port = free_port()
+            tuneserve = start(
+                [sys.executable, "-m", "app.cli", "api", "--port", str(port)],
+                {"TUNESERVE_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"},
+                port,
+                work / "tuneserve.log",
+            )
+            servers.callback(stop, tuneserve)
+            url = httpx.URL(f"http://127.0.0.1:{port}/v1/models/{model_id}/predict")
             headers = {"Authorization": f"Bearer {key}"}
             for name, precision in VARIANTS.items():
                 variant_bodies = [dict(body, precision=precision) for body in bodies]
-                results[name] = run_load(name, url, headers, variant_bodies, args.seconds)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+                targets.append(Target(name, tuneserve, url, headers, variant_bodies))
+            for target in targets:
+                warm(str(target.url), target.headers, target.bodies[0])
+            # Each concurrency runs on every server in turn, and the bare forward is timed
+            # next to each concurrency-1 point, so slow drift of this shared machine falls on
+            # all of them alike.
+            samples: dict[str, dict[int, list[dict[str, float]]]] = {}
+            for _ in range(args.repeats):
+                for concurrency in CONCURRENCY:
+                    if concurrency == 1:
+                        for precision, loaded in bare_models.items():
+                            bare_samples[precision].append(bare_forward_ms(loaded, pairs))
+                        print(f"bare forward, one pair, ms: {bare_samples}", flush=True)
+                    for target in targets:
+                        row = measure(target, concurrency, args.seconds)
+                        samples.setdefault(target.name, {}).setdefault(concurrency, []).append(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    results = {
+        name: {c: median_row(rows) for c, rows in points.items()}
+        for name, points in samples.items()
+    }
+    bare = {precision: statistics.median(times) for precision, times in bare_samples.items()}
 
     base = results[BASELINE]
     header = "| concurrency | baseline req/s | " + " | ".join(
@@ -315,7 +305,8 @@ def main() -> int:
     )
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; "
-        f"torch threads default; {args.seconds:.0f} s per point; one pair per request.",
+        f"torch threads default; one pair per request; {args.seconds:.0f} s per point, each "
+        f"figure the median of {args.repeats} sweeps.",
         "",
         "Bare forward (tokenize + forward, one pair, median): "
         + ", ".join(f"{p} **{ms:.2f} ms**" for p, ms in bare.items()),
@@ -337,23 +328,32 @@ def main() -> int:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        f"Concurrency 1 with a lean client (http.client, keep-alive, {300} requests): baseline "
-        f"p50 {base[1]['lean_p50_ms']:.1f} ms ({base[1]['lean_p50_ms'] / bare['fp32']:.2f}x "
-        "the fp32 bare forward)."
-    )
-    for name, precision in VARIANTS.items():
-        ratio = results[name][1]["p50_ms"] / bare[precision]
-        lean = results[name][1]["lean_p50_ms"]
-        lines.append(
-            f"{name}: p50 at concurrency 1 / bare forward {precision}: **{ratio:.2f}x** "
-            f"(httpx client); **{lean / bare[precision]:.2f}x** ({lean:.1f} ms, lean client)"
+        f"p50 at concurrency 1 / bare forward: baseline {base[1]['p50_ms']:.1f} ms "
+        f"(**{base[1]['p50_ms'] / bare['fp32']:.2f}x** fp32)"
+        + "".join(
+            f"; {name} {results[name][1]['p50_ms']:.1f} ms "
+            f"(**{results[name][1]['p50_ms'] / bare[precision]:.2f}x** {precision})"
+            for name, precision in VARIANTS.items()
         )
+        + "."
+    )
+    lines.append("")
+    lines.append(
+        "Server CPU per request at concurrency 32: "
+        + ", ".join(
+            f"{name} {rows[32]['server_cpu_ms_per_request']:.1f} ms"
+            for name, rows in results.items()
+        )
+        + "."
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "predict-bench.md").write_text("\n".join(lines) + "\n")
     (args.out / "predict-bench.json").write_text(
         json.dumps(
             {
                 "bare_forward_ms": bare,
+                "bare_forward_samples_ms": bare_samples,
+                "samples": {k: {str(c): rows for c, rows in v.items()} for k, v in samples.items()},
                 "results": {k: {str(c): r for c, r in v.items()} for k, v in results.items()},
             },
             indent=2,

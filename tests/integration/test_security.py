@@ -116,9 +116,7 @@ def test_revoked_key_is_refused_at_once_without_cache(
         assert not revoke_key(session, key_id)  # twice: nothing to revoke
 
 
-def test_revoked_key_is_refused_once_the_cache_window_passes(
-    app: Any, database_url: str
-) -> None:
+def test_revoked_key_is_refused_once_the_cache_window_passes(app: Any, database_url: str) -> None:
     seconds = get_settings().auth_cache_seconds
     assert seconds > 0  # the default trusts a seen key for a moment
     now = [0.0]

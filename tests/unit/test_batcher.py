@@ -1,6 +1,7 @@
 """Predict micro-batching with a fake model: batches, order, errors, limits."""
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -109,3 +110,29 @@ def test_pairs_travel_with_their_texts(count: int) -> None:
 
     results = run(scenario())
     assert [r[0][0] for r in results] == [str(i + 1) for i in range(count)]
+
+
+def test_every_batcher_runs_its_passes_on_one_shared_thread() -> None:
+    threads: list[int] = []
+
+    class ThreadRecordingModel(FakeModel):
+        def predict(
+            self, texts: list[str], pairs: list[str] | None
+        ) -> list[tuple[str, dict[str, float]]]:
+            threads.append(threading.get_ident())
+            return super().predict(texts, pairs)
+
+    first, second = ThreadRecordingModel(), ThreadRecordingModel()
+
+    async def scenario() -> None:
+        batchers = [
+            MicroBatcher(lambda m=m: m, max_batch=64, max_wait_seconds=0.0)  # type: ignore[misc]
+            for m in (first, second)
+        ]
+        await asyncio.gather(*(b.predict([str(i)], None) for i in range(4) for b in batchers))
+        for batcher in batchers:
+            batcher.close()
+
+    run(scenario())
+    assert first.batches and second.batches
+    assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
