@@ -85,6 +85,18 @@ def bare_forward_ms(loaded: Any, pairs: list[dict[str, str]], runs: int = 200) -
     return statistics.median(times[20:]) * 1000
 
 
+def model_pairs_per_second(loaded: Any, pairs: list[dict[str, str]], batch: int = 32) -> float:
+    """The model alone, with no HTTP: pairs/s labelling 256 pairs in batches of `batch` through
+    LoadedModel.predict, as the server's forward thread does under load."""
+    texts = [pair["text"] for pair in pairs[:256]]
+    text_pairs = [pair["text_pair"] for pair in pairs[:256]]
+    loaded.predict(texts[:batch], text_pairs[:batch])  # warm
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch):
+        loaded.predict(texts[start : start + batch], text_pairs[start : start + batch])
+    return len(texts) / (time.perf_counter() - started)
+
+
 def median_row(rows: list[dict[str, float]]) -> dict[str, float]:
     """Each figure's median over the repeats of one point."""
     return {key: statistics.median(row[key] for row in rows) for key in rows[0]}
@@ -238,6 +250,7 @@ def main() -> int:
 
     bare_models = {p: LoadedModel.load(folder, p) for p in VARIANTS.values()}
     bare_samples: dict[str, list[float]] = {p: [] for p in bare_models}
+    alone_samples: dict[str, list[float]] = {p: [] for p in bare_models}
 
     data_dir = work / "data"
     (data_dir / "models").mkdir(parents=True)
@@ -285,6 +298,10 @@ def main() -> int:
                         for precision, loaded in bare_models.items():
                             bare_samples[precision].append(bare_forward_ms(loaded, pairs))
                         print(f"bare forward, one pair, ms: {bare_samples}", flush=True)
+                    if concurrency == 32:
+                        for precision, loaded in bare_models.items():
+                            alone_samples[precision].append(model_pairs_per_second(loaded, pairs))
+                        print(f"model alone, pairs/s: {alone_samples}", flush=True)
                     for target in targets:
                         row = measure(target, concurrency, args.seconds)
                         samples.setdefault(target.name, {}).setdefault(concurrency, []).append(row)
@@ -295,6 +312,7 @@ def main() -> int:
         for name, points in samples.items()
     }
     bare = {precision: statistics.median(times) for precision, times in bare_samples.items()}
+    alone = {precision: statistics.median(rates) for precision, rates in alone_samples.items()}
 
     base = results[BASELINE]
     header = "| concurrency | baseline req/s | " + " | ".join(
@@ -339,6 +357,16 @@ def main() -> int:
     )
     lines.append("")
     lines.append(
+        "The model alone (no HTTP, batches of 32, next to each concurrency-32 point): "
+        + "; ".join(
+            f"{precision} {rate:.1f} pairs/s (**{rate / base[32]['throughput']:.2f}x** the "
+            "baseline's concurrency-32 throughput)"
+            for precision, rate in alone.items()
+        )
+        + "."
+    )
+    lines.append("")
+    lines.append(
         "Server CPU per request at concurrency 32: "
         + ", ".join(
             f"{name} {rows[32]['server_cpu_ms_per_request']:.1f} ms"
@@ -353,6 +381,8 @@ def main() -> int:
             {
                 "bare_forward_ms": bare,
                 "bare_forward_samples_ms": bare_samples,
+                "model_alone_pairs_per_second": alone,
+                "model_alone_samples": alone_samples,
                 "samples": {k: {str(c): rows for c, rows in v.items()} for k, v in samples.items()},
                 "results": {k: {str(c): r for c, r in v.items()} for k, v in results.items()},
             },
