@@ -14,6 +14,7 @@ from app.core.db import get_engine
 from app.core.deps import SessionDep
 from app.core.errors import install_error_handlers
 from app.core.migrate import upgrade_to_head
+from app.core.precision import bf16_is_native
 from app.events.endpoints import router as events_router
 from app.files.endpoints import router as files_router
 from app.jobs.endpoints import router as jobs_router
@@ -31,6 +32,8 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     settings.ensure_dirs()
     upgrade_to_head(settings.sqlalchemy_url)
+    if settings.predict_precision == "auto":
+        bf16_is_native()  # the one-off matmul probe, before any request waits on it
     stop = threading.Event()
     start_reaper_thread(settings, stop)
     try:

@@ -42,6 +42,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "train_sampling_strategy": "group_by_length",
         "malloc_thresholds": True,
     },
+    "group_by_length+bf16+malloc_thresholds": {  # the service's defaults where bf16 is native
+        "train_sampling_strategy": "group_by_length",
+        "bf16": True,
+        "use_cpu": True,
+        "malloc_thresholds": True,
+    },
     "group_by_length+jemalloc": {
         "train_sampling_strategy": "group_by_length",
         "env": {"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"},

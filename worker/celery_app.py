@@ -71,8 +71,11 @@ def _keep_freed_memory(**_kwargs: Any) -> None:
 def _preload_training_code(**_kwargs: Any) -> None:
     # torch, transformers and datasets take seconds to import: pay that once per pool process,
     # when it starts, not inside the first job's time. Still after fork, so the parent stays
-    # free of torch.
+    # free of torch. The bf16 probe (a short matmul timing) runs here too, while no job trains.
     import worker.training  # noqa: F401
+    from app.core.precision import bf16_is_native
+
+    bf16_is_native()
 
 
 @worker_process_init.connect

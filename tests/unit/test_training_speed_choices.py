@@ -1,5 +1,6 @@
 """The job's speed choices reach the Trainer: length-grouped batches and bf16 autocast."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,13 +48,36 @@ def test_use_bf16(
     assert precision.use_bf16(requested) is expected
 
 
-def test_native_bf16_on_a_cpu_means_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    assert precision.bf16_is_native() is False  # AVX512-BF16 alone measured slower than fp32
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    assert precision.bf16_is_native() is True
+    precision.bf16_is_native.cache_clear()
+    yield
+    precision.bf16_is_native.cache_clear()  # the next test measures this machine again
+
+
+@pytest.mark.parametrize(
+    ("amx", "speedup", "expected"),
+    [
+        (True, 0.0, True),  # AMX: native without measuring
+        (False, 0.5, False),  # AVX512-BF16 on the first benchmark machine: half fp32's rate
+        (False, 1.4, False),  # under the margin
+        (False, 2.1, True),  # AVX512-BF16 on the AMD EPYC machine
+    ],
+)
+def test_native_bf16_on_a_cpu_is_amx_or_a_measured_win(
+    monkeypatch: pytest.MonkeyPatch, on_a_cpu: None, amx: bool, speedup: float, expected: bool
+) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(precision, "bf16_matmul_speedup", lambda: speedup)
+    assert precision.bf16_is_native() is expected
+    monkeypatch.setattr(precision, "bf16_matmul_speedup", lambda: 1 / 0)
+    assert precision.bf16_is_native() is expected  # measured once per process
+
+
+def test_the_matmul_probe_measures_a_ratio() -> None:
+    speedup = precision.bf16_matmul_speedup(size=64, repeats=2)
+    assert 0 < speedup < 100
 
 
 def test_an_unknown_precision_is_rejected() -> None:
