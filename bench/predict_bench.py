@@ -166,7 +166,7 @@ def plot(
         throughput.plot(xs, [rows[c]["throughput"] for c in xs], "o-", color=colour, label=name)
         latency.plot(xs, [rows[c]["p50_ms"] for c in xs], "o-", color=colour, label=f"{name} p50")
         latency.plot(xs, [rows[c]["p99_ms"] for c in xs], "o--", color=colour, label=f"{name} p99")
-    for style, (precision, ms) in zip((":", "-."), bare.items(), strict=False):
+    for style, (precision, ms) in zip((":", "-.", (0, (5, 1, 1, 1))), bare.items(), strict=False):
         latency.axhline(ms, color="grey", linestyle=style, label=f"bare forward {precision}")
     for axes, title, unit in ((throughput, "throughput", "requests/s"), (latency, "latency", "ms")):
         axes.set_xscale("log", base=2)
@@ -230,9 +230,10 @@ def measure(target: Target, concurrency: int, seconds: float) -> dict[str, float
 
 
 BASELINE = "baseline (pipeline per request)"
-# tuneserve variants: the precision each request asks for. fp32 is what "auto" picks on a CPU
-# without AMX (app/core/precision.py); int8 is the opt-in dynamic quantization.
-VARIANTS = {"tuneserve fp32": "fp32", "tuneserve int8": "int8"}
+# tuneserve variants: the precision each request asks for. "auto" serves bf16 where a bf16
+# matmul is measured fast and fp32 elsewhere (app/core/precision.py); int8 is the opt-in
+# dynamic quantization.
+VARIANTS = {"tuneserve fp32": "fp32", "tuneserve bf16": "bf16", "tuneserve int8": "int8"}
 
 
 def main() -> int:
@@ -355,6 +356,10 @@ def main() -> int:
         )
         + "."
     )
+    from app.core.precision import serving_precision
+
+    lines.append("")
+    lines.append(f'`"precision": "auto"` serves **{serving_precision("auto")}** on this machine.')
     lines.append("")
     lines.append(
         "The model alone (no HTTP, batches of 32, next to each concurrency-32 point): "

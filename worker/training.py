@@ -139,6 +139,13 @@ def run_training(
     job_dir = settings.jobs_dir / job_id
     checkpoints = job_dir / "checkpoints"
     args = training_arguments(settings, checkpoints, spec.hyperparameters)
+    logger.info(
+        "job %s trains in %s (precision %r), %s batches",
+        job_id,
+        "bf16" if args.bf16 else "fp32",
+        hp.precision,
+        "length-grouped" if hp.group_by_length else "random",
+    )
     progress = JobProgressCallback(job_id, lease, settings.fault_injection_step_delay_seconds)
     trainer = Trainer(
         model=model,
