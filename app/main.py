@@ -21,6 +21,7 @@ from app.jobs.endpoints import router as jobs_router
 from app.jobs.reaper import start_reaper_thread
 from app.models.endpoints import router as models_router
 from app.observability.api import install_metrics
+from app.predict.batcher import forward_executor
 from app.ui.endpoints import router as ui_router
 from app.ui.endpoints import static_files as ui_static_files
 
@@ -33,7 +34,9 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     settings.ensure_dirs()
     upgrade_to_head(settings.sqlalchemy_url)
     if settings.predict_precision == "auto":
-        bf16_is_native()  # the one-off matmul probe, before any request waits on it
+        # The one-off matmul probe, before any request waits on it, on the forward thread:
+        # torch run on this thread would start a second OpenMP team (see batcher.py).
+        forward_executor().submit(bf16_is_native).result()
     stop = threading.Event()
     start_reaper_thread(settings, stop)
     try:

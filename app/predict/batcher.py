@@ -32,7 +32,7 @@ class _Request:
 
 @lru_cache
 def forward_executor() -> ThreadPoolExecutor:
-    """The one thread of this process that runs forward passes."""
+    """The one thread of this process that runs torch: forward passes and model loads."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
 
 
