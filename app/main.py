@@ -33,10 +33,10 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     settings.ensure_dirs()
     upgrade_to_head(settings.sqlalchemy_url)
-    if settings.predict_precision == "auto":
-        # The one-off matmul probe, before any request waits on it, on the forward thread:
-        # torch run on this thread would start a second OpenMP team (see batcher.py).
-        forward_executor().submit(bf16_is_native).result()
+    # The one-off bf16 matmul probe, before any request waits on it (any request may ask for
+    # "auto"), on the forward thread: torch run on this thread would start a second OpenMP
+    # team (see batcher.py).
+    forward_executor().submit(bf16_is_native).result()
     stop = threading.Event()
     start_reaper_thread(settings, stop)
     try:

@@ -42,6 +42,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.http_load import percentile  # noqa: E402
 from tests.support.postgres import fresh_database  # noqa: E402
 from tests.support.service import Service  # noqa: E402
 from tests.support.specs import tiny_spec  # noqa: E402
@@ -180,10 +181,6 @@ async def load(
         await asyncio.gather(*(user(i) for i in range(concurrency)))
         run.elapsed = time.perf_counter() - began
     return run
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def summarize(run: Run) -> dict[str, dict[str, float]]:

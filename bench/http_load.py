@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def percentile(ordered: list[float], q: float) -> float:
+    """The q-quantile of sorted values (nearest rank, no interpolation)."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
 @dataclass
 class LoadResult:
     requests: int
@@ -23,7 +28,7 @@ class LoadResult:
     def percentile_ms(self, q: float) -> float:
         if not self.latencies:
             return float("nan")
-        return self.latencies[min(len(self.latencies) - 1, int(len(self.latencies) * q))] * 1000
+        return percentile(self.latencies, q) * 1000
 
     def summary(self) -> dict[str, float]:
         return {
