@@ -63,6 +63,17 @@ class Settings(BaseSettings):
     max_queued_jobs_per_tenant: int = 20
     max_predict_inputs: int = 256
     max_predict_text_chars: int = 10_000
+    # Hub base models: the config, tokenizer and safetensors files together (job fails
+    # `base_model_too_large`). Hub datasets use the upload limits (rows per split, bytes).
+    max_base_model_bytes: int = 3 * 1024**3
+
+    # Whether a tenant's Hub names are fetched with the server's Hugging Face token (HF_TOKEN or
+    # the saved login). Off: public repositories only, so no tenant reaches the gated or private
+    # repositories that the token opens.
+    hub_use_server_token: bool = False
+
+    # When set, GET /metrics needs `Authorization: Bearer <token>` (it counts every tenant's jobs).
+    metrics_token: str | None = None
 
     @property
     def resolved_data_dir(self) -> Path:
