@@ -1,5 +1,9 @@
 """Loading a job's train and validation splits and turning labels into ids."""
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -7,11 +11,18 @@ import pandas as pd
 
 from app.core.config import Settings
 from app.core.db import session_scope
+from app.core.redact import public_message
 from app.files.parsing import FileParseError, read_table
 from app.files.repository import FileRepository
 from app.files.storage import file_path
 from app.jobs.schemas import FilesDataset, HubDataset, JobSpec
 from worker.errors import JobFailure
+from worker.hub import (
+    HubUnavailable,
+    dataset_bytes_limit,
+    fetch_dataset,
+    parquet_uncompressed_bytes,
+)
 
 
 @dataclass
@@ -21,9 +32,17 @@ class LabeledSplits:
     labels: list[str]  # id -> label name
 
 
-def load_splits(settings: Settings, tenant_id: str, spec: JobSpec) -> LabeledSplits:
+def load_splits(
+    settings: Settings, tenant_id: str, spec: JobSpec, job_dir: Path | None = None
+) -> LabeledSplits:
+    """The job's two splits as frames of strings, and the label names (ids in list order).
+
+    A Hub dataset is fetched into a folder under `job_dir` (the job's own folder; a temporary
+    one under the jobs directory when not given), removed again once the splits are in memory.
+    """
     if isinstance(spec.dataset, HubDataset):
-        train, validation, names = _load_hub(spec.dataset, spec.label_column)
+        with hub_work_dir(settings, job_dir, "hub-dataset") as work:
+            train, validation, names = _load_hub(settings, spec.dataset, spec.label_column, work)
     else:
         train, validation = _load_files(settings, tenant_id, spec.dataset)
         names = None
@@ -41,6 +60,22 @@ def load_splits(settings: Settings, tenant_id: str, spec: JobSpec) -> LabeledSpl
     labels = names or label_names(train[spec.label_column], settings.max_labels)
     check_labels(validation[spec.label_column], labels)
     return LabeledSplits(train=train, validation=validation, labels=labels)
+
+
+@contextmanager
+def hub_work_dir(settings: Settings, job_dir: Path | None, name: str) -> Iterator[Path]:
+    """An empty folder for a Hub download, in the job's folder, removed afterwards."""
+    if job_dir is not None:
+        folder = job_dir / name
+        shutil.rmtree(folder, ignore_errors=True)  # what an earlier attempt left
+        folder.mkdir(parents=True)
+    else:
+        settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=settings.jobs_dir))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _load_files(
@@ -63,44 +98,90 @@ def _load_files(
         try:
             frames.append(read_table(file_path(settings, record.id, record.format), record.format))
         except (FileParseError, OSError) as exc:
-            raise JobFailure("invalid_file", f"Cannot read the {split} file: {exc}") from exc
+            raise JobFailure(
+                "invalid_file",
+                f"Cannot read the {split} file: {public_message(exc, with_type=False)}",
+            ) from exc
     return frames[0], frames[1]
 
 
 def _load_hub(
-    dataset: HubDataset, label_column: str
+    settings: Settings, dataset: HubDataset, label_column: str, work: Path
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str] | None]:
+    """Only the repository's own files, within the upload limits (bytes, rows, labels)."""
     import datasets
 
-    if Path(dataset.name).exists():
-        raise JobFailure("invalid_dataset", f"'{dataset.name}' names a path on this worker.")
+    where = f"'{dataset.name}'{f' ({dataset.config})' if dataset.config else ''}"
+    try:
+        folder = fetch_dataset(settings, dataset.name, dataset.config, work / "repo")
+    except HubUnavailable as exc:
+        raise JobFailure("dataset_unavailable", str(exc)) from exc
+    limit = dataset_bytes_limit(settings)
+    size = parquet_uncompressed_bytes(folder)
+    if size > limit:
+        raise JobFailure(
+            "dataset_too_large",
+            f"The Hub dataset {where} holds {size / 2**20:.1f} MiB once decompressed; this "
+            f"service allows at most {limit / 2**20:.1f} MiB (twice the upload limit).",
+        )
     try:
         loaded = [
-            datasets.load_dataset(dataset.name, dataset.config, split=split)
+            datasets.load_dataset(
+                str(folder), dataset.config, split=split, cache_dir=str(work / "cache")
+            )
             for split in (dataset.train_split, dataset.validation_split)
         ]
-    except Exception as exc:  # the datasets library raises many types for "not found/offline"
+    except JobFailure:
+        raise
+    except Exception as exc:  # the datasets library raises many types for a bad split or file
         raise JobFailure(
             "dataset_unavailable",
-            f"Cannot load the Hub dataset '{dataset.name}'"
-            f"{f' ({dataset.config})' if dataset.config else ''}: {type(exc).__name__}: {exc}. "
-            "Check the name, config and split names, and that this worker can reach the Hub "
-            "or has the dataset in its local cache.",
+            f"Cannot load the Hub dataset {where}: {public_message(exc)}. Check the config and "
+            "split names.",
         ) from exc
+    for split_name, split in zip(
+        (dataset.train_split, dataset.validation_split), loaded, strict=True
+    ):
+        assert isinstance(split, datasets.Dataset)
+        if split.num_rows > settings.max_upload_rows:
+            raise JobFailure(
+                "too_many_rows",
+                f"The {split_name!r} split of {where} has {split.num_rows} rows; this service "
+                f"allows at most {settings.max_upload_rows} per split.",
+            )
     names = None
     feature = loaded[0].features.get(label_column)
     if isinstance(feature, datasets.ClassLabel):
         names = list(feature.names)
+        if len(names) > settings.max_labels:
+            raise JobFailure(
+                "invalid_labels",
+                f"The label column has {len(names)} classes (at most {settings.max_labels} are "
+                "allowed); is it really a label column?",
+            )
     frames = []
-    for split in loaded:
+    for split_name, split in zip(
+        (dataset.train_split, dataset.validation_split), loaded, strict=True
+    ):
         frame = split.to_pandas()
         assert isinstance(frame, pd.DataFrame)
         if names is not None and label_column in frame.columns:
-            frame[label_column] = [
-                names[i] if 0 <= i < len(names) else "" for i in frame[label_column]
-            ]
+            frame[label_column] = _class_names(frame[label_column], names, split_name)
         frames.append(frame.astype(str))
     return frames[0], frames[1], names
+
+
+def _class_names(ids: pd.Series, names: list[str], split: str) -> list[str]:
+    """ClassLabel ids as names; a row without a label (-1, as in GLUE's test splits) fails the job."""
+    unlabelled = [i for i in ids if not 0 <= int(i) < len(names)]
+    if unlabelled:
+        raise JobFailure(
+            "invalid_labels",
+            f"The {split!r} split has {len(unlabelled)} of {len(ids)} rows without a label "
+            f"({unlabelled[0]}); a Hub test split usually has none (GLUE's do not): train and "
+            "validate on labelled splits.",
+        )
+    return [names[int(i)] for i in ids]
 
 
 def label_names(values: pd.Series, max_labels: int) -> list[str]:

@@ -22,11 +22,13 @@ from transformers.utils import logging as hf_logging
 
 from app.core.config import Settings
 from app.core.precision import use_bf16
+from app.core.redact import public_message
 from app.jobs.schemas import Hyperparameters, JobSpec
 from app.models.locator import InvalidModelName, locate_base_model
 from worker.callbacks import JobProgressCallback
-from worker.data import LabeledSplits, load_splits
+from worker.data import LabeledSplits, hub_work_dir, load_splits
 from worker.errors import JobFailure, TrainingInterrupted
+from worker.hub import HubUnavailable, fetch_base_model
 from worker.lease import LeaseKeeper
 from worker.metrics import build_compute_metrics
 
@@ -43,18 +45,38 @@ class TrainingResult:
     metrics: dict[str, float]
 
 
-def load_base(settings: Settings, name: str, labels: list[str]) -> tuple[Any, Any]:
-    """Tokenizer and a classification model with our label names; safetensors only."""
+def load_base(
+    settings: Settings, name: str, labels: list[str], job_dir: Path | None = None
+) -> tuple[Any, Any]:
+    """Tokenizer and a classification model with our label names; safetensors only.
+
+    A Hub model is fetched first (config, tokenizer and safetensors files only, size-checked)
+    into a folder under `job_dir`, removed once the model is in memory.
+    """
     try:
         ref = locate_base_model(settings, name)
     except InvalidModelName as exc:
         raise JobFailure("invalid_base_model", str(exc)) from exc
+    if ref.kind != "hub":
+        return _load_base_from(ref.location, name, labels)
+    with hub_work_dir(settings, job_dir, "hub-model") as work:
+        try:
+            folder = fetch_base_model(settings, name, work / "repo")
+        except HubUnavailable as exc:
+            raise JobFailure("base_model_unavailable", str(exc)) from exc
+        return _load_base_from(str(folder), name, labels)
+
+
+def _load_base_from(location: str, name: str, labels: list[str]) -> tuple[Any, Any]:
     id2label = dict(enumerate(labels))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(ref.location, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(
+            location, trust_remote_code=False, local_files_only=True
+        )
         model = AutoModelForSequenceClassification.from_pretrained(
-            ref.location,
+            location,
             trust_remote_code=False,
+            local_files_only=True,
             num_labels=len(labels),
             id2label=id2label,
             label2id={label: i for i, label in id2label.items()},
@@ -62,15 +84,9 @@ def load_base(settings: Settings, name: str, labels: list[str]) -> tuple[Any, An
             ignore_mismatched_sizes=True,  # a new head when the label count differs
         )
     except (OSError, ValueError) as exc:
-        hint = (
-            " It is not in this worker's Hugging Face cache and the Hub could not be reached, "
-            "or no such repository exists (or it has no safetensors weights)."
-            if ref.kind == "hub"
-            else ""
-        )
         raise JobFailure(
             "base_model_unavailable",
-            f"Cannot load base model '{name}': {str(exc).splitlines()[0][:300]}.{hint}",
+            f"Cannot load base model '{name}': {public_message(exc, 300, with_type=False)}",
         ) from exc
     return tokenizer, model
 
