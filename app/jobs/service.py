@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -60,9 +59,8 @@ def create_job(
     _check_base_model(session, settings, tenant_id, spec.base_model)
     if isinstance(spec.dataset, FilesDataset):
         _check_files(session, tenant_id, spec)
-    elif Path(spec.dataset.name).exists():
-        # datasets.load_dataset would read that path on the worker instead of the Hub.
-        raise ApiError(422, "invalid_dataset", f"'{spec.dataset.name}' names a path on the server.")
+    # A Hub dataset name is judged by its syntax alone (the schema's owner/name pattern): the
+    # worker fetches the repository's own files and never reads a path of that name.
     queued = repo.count_queued(tenant_id)
     if queued >= settings.max_queued_jobs_per_tenant:
         raise ApiError(

@@ -1,11 +1,12 @@
 """Where a base model or a trained model is loaded from.
 
 A `base_model` is, in this order: the id of a model this service trained, the name of a folder
-under the base-models directory, or a Hugging Face Hub id (loaded through the local cache when
-the Hub is offline). A name never reaches the filesystem outside the base-models and data
-directories: folder names are one path component, a folder that resolves elsewhere (a symlink
-out) is refused, and a Hub id that happens to name a path relative to the server's working
-directory is refused too (from_pretrained would read that path).
+under the base-models directory, or a Hugging Face Hub id (fetched by the worker into the job's
+folder, or read from the local cache when the Hub is offline; never handed to from_pretrained
+as a name). A name never reaches the filesystem outside the base-models and data directories:
+folder names are one path component and a folder that resolves elsewhere (a symlink out) is
+refused. Names are judged by their syntax, never by whether a path of that name exists on the
+server, so the answer tells a tenant nothing about the server's files.
 """
 
 import re
@@ -43,15 +44,13 @@ def locate_base_model(settings: Settings, name: str) -> BaseModelRef:
         if folder.is_dir():
             if not folder.resolve().is_relative_to(root):
                 raise InvalidModelName(
-                    f"The base model folder '{name}' resolves outside the base-models directory "
-                    f"({root}); copy the model into it instead of linking it."
+                    f"The base model folder '{name}' resolves outside the base-models directory; "
+                    "copy the model into it instead of linking it."
                 )
             return BaseModelRef("local", name, str(folder))
     if HUB_ID.match(name) and ".." not in name:
-        if Path(name).exists():
-            raise InvalidModelName(f"'{name}' names a path on the server, not a Hub model.")
         return BaseModelRef("hub", name, name)
     raise InvalidModelName(
-        f"'{name}' is not a trained model id, a folder under the base-models directory "
-        f"({settings.resolved_base_models_dir}), or a Hugging Face Hub id like 'org/name'."
+        f"'{name}' is not a trained model id, a folder under the base-models directory, "
+        "or a Hugging Face Hub id like 'org/name'."
     )
