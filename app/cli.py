@@ -13,6 +13,7 @@ from pathlib import Path
 
 from app.client.parser import add_client_commands
 from app.core.config import Settings, get_settings
+from app.core.redact import display_url
 
 logger = logging.getLogger("tuneserve")
 
@@ -55,7 +56,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.ensure_dirs()
     upgrade_to_head(settings.sqlalchemy_url)
-    print(f"database at head: {settings.sqlalchemy_url}")
+    print(f"database at head: {display_url(settings.sqlalchemy_url)}")
     return 0
 
 
@@ -70,8 +71,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     upgrade_to_head(settings.sqlalchemy_url)  # before the worker starts polling its tables
     _announce_first_key(settings)
     print(f"tuneserve: data in {settings.resolved_data_dir}", flush=True)
-    print(f"tuneserve: database {settings.sqlalchemy_url}", flush=True)
-    print(f"tuneserve: broker {settings.celery_broker_url}", flush=True)
+    print(f"tuneserve: database {display_url(settings.sqlalchemy_url)}", flush=True)
+    print(f"tuneserve: broker {display_url(settings.celery_broker_url)}", flush=True)
     print(f"tuneserve: API on http://{args.host}:{args.port}  (docs at /docs)", flush=True)
 
     stopping = threading.Event()
@@ -111,10 +112,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _announce_first_key(settings: Settings) -> None:
     from app.auth.commands import ensure_first_key, first_key_path
 
-    secret = ensure_first_key(settings)
-    if secret is not None:
-        print(f"tuneserve: first API key (tenant 'default'): {secret}", flush=True)
-        print(f"tuneserve: saved to {first_key_path(settings)} (mode 0600)", flush=True)
+    # The key itself is never printed: this output usually goes to a log file that others can
+    # read, while the key file is 0600.
+    if ensure_first_key(settings) is not None:
+        print(
+            f"tuneserve: first API key (tenant 'default') saved to {first_key_path(settings)} "
+            "(mode 0600); `tuneserve demo` and the client commands read it from there",
+            flush=True,
+        )
     else:
         print(
             "tuneserve: API keys: `tuneserve keys list`; new ones with "

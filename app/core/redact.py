@@ -35,3 +35,13 @@ def public_message(exc: BaseException, limit: int = DEFAULT_LIMIT, with_type: bo
     if not with_type:
         return first or type(exc).__name__
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def display_url(url: str) -> str:
+    """A database or broker URL fit for a log: the password, if any, shown as ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL sqlalchemy parses: mask by pattern
+        return redact(url) if "://" in url else url

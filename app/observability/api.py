@@ -4,11 +4,13 @@ Each app made by `create_app()` has its own CollectorRegistry, so several apps i
 (tests) never clash; the predict histograms are process-wide and registered in each of them.
 """
 
+import hmac
 import logging
 import time
 from collections.abc import Iterable
+from typing import Annotated
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Header
 from fastapi.responses import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,7 +23,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.config import get_settings
 from app.core.db import get_sessionmaker
+from app.core.errors import ApiError
 from app.jobs.repository import JobRepository
 from app.observability.collectors import add_runtime_collectors
 from app.observability.predict import PREDICT_BATCH_SIZE, PREDICT_DURATION
@@ -142,8 +146,30 @@ class JobsCollector(Collector):
         return [jobs, _queue_family(counts.get(JobStatus.queued.value, 0))]
 
 
+def check_scrape_token(authorization: str | None, token: str | None) -> None:
+    """With a metrics token set, the scrape must send `Authorization: Bearer <token>`."""
+    if token is None:
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise ApiError(
+            401,
+            "missing_metrics_token",
+            "GET /metrics needs 'Authorization: Bearer <token>' with TUNESERVE_METRICS_TOKEN.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise ApiError(
+            401,
+            "invalid_metrics_token",
+            "The metrics token is wrong.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
 def install_metrics(app: FastAPI) -> CollectorRegistry:
-    """Add the metrics middleware and `GET /metrics` (no auth, not in the OpenAPI schema)."""
+    """Add the metrics middleware and `GET /metrics` (not in the OpenAPI schema; it needs the
+    scrape token when TUNESERVE_METRICS_TOKEN is set, and no API key)."""
     registry = CollectorRegistry()
     add_runtime_collectors(registry)
     http_metrics = HttpMetrics(registry)
@@ -154,7 +180,10 @@ def install_metrics(app: FastAPI) -> CollectorRegistry:
     app.state.metrics_registry = registry
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:  # sync: the jobs collector queries the database
+    def metrics(
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Response:  # sync: the jobs collector queries the database
+        check_scrape_token(authorization, get_settings().metrics_token)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return registry
