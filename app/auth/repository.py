@@ -1,5 +1,7 @@
 """Queries on tenants and API keys."""
 
+from collections.abc import Collection
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -19,8 +21,20 @@ class TenantRepository:
         return tenant
 
     def lock(self, tenant_id: str) -> None:
-        """Serialise writes that check a per-tenant limit (a no-op on SQLite, which locks all)."""
-        self.session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+        """Serialise writes that check a per-tenant limit, until the transaction ends.
+
+        PostgreSQL locks the tenant's row. SQLite ignores FOR UPDATE, and pysqlite opens its
+        transaction only at the first write, so two requests could both read, then both
+        write: there this takes the database's write lock at once (BEGIN IMMEDIATE, waiting
+        up to the busy timeout), and the reads that follow see every earlier write.
+        """
+        connection = self.session.connection()
+        if connection.dialect.name != "sqlite":
+            self.session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+            return
+        # Already in a pysqlite transaction means a write was made: the write lock is held.
+        if not getattr(connection.connection.dbapi_connection, "in_transaction", False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class ApiKeyRepository:
@@ -37,6 +51,17 @@ class ApiKeyRepository:
             ApiKey.secret_sha256 == secret_sha256, ApiKey.revoked_at.is_(None)
         )
         return self.session.scalar(query)
+
+    def active_ids(self, key_ids: Collection[str]) -> set[str]:
+        """Those of `key_ids` that exist and are not revoked."""
+        ids = list(key_ids)
+        active: set[str] = set()
+        for start in range(0, len(ids), 500):
+            query = select(ApiKey.id).where(
+                ApiKey.id.in_(ids[start : start + 500]), ApiKey.revoked_at.is_(None)
+            )
+            active.update(self.session.scalars(query))
+        return active
 
     def list_with_tenants(self, include_revoked: bool) -> list[tuple[ApiKey, Tenant]]:
         query = (
