@@ -20,8 +20,9 @@ from worker.errors import JobFailure
 from worker.hub import (
     HubUnavailable,
     dataset_bytes_limit,
+    decompressed_bytes,
     fetch_dataset,
-    parquet_uncompressed_bytes,
+    human_bytes,
 )
 
 
@@ -117,12 +118,12 @@ def _load_hub(
     except HubUnavailable as exc:
         raise JobFailure("dataset_unavailable", str(exc)) from exc
     limit = dataset_bytes_limit(settings)
-    size = parquet_uncompressed_bytes(folder)
+    size = decompressed_bytes(folder, limit)
     if size > limit:
         raise JobFailure(
             "dataset_too_large",
-            f"The Hub dataset {where} holds {size / 2**20:.1f} MiB once decompressed; this "
-            f"service allows at most {limit / 2**20:.1f} MiB (twice the upload limit).",
+            f"The Hub dataset {where} holds more than {human_bytes(limit)} once decompressed; "
+            "this service allows no more (twice the upload limit).",
         )
     try:
         loaded = [

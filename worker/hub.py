@@ -268,12 +268,16 @@ def fetch(
     return dest, names
 
 
+def human_bytes(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count} bytes"
+
+
 def _check_size(repo: HubRepo, total: int, max_bytes: int, code: str) -> None:
     if total > max_bytes:
         raise JobFailure(
             code,
-            f"The {repo.kind} '{repo.repo_id}' has {total / 2**20:.1f} MiB of files to load; this "
-            f"service allows at most {max_bytes / 2**20:.1f} MiB.",
+            f"The {repo.kind} '{repo.repo_id}' has {human_bytes(total)} of files to load; this "
+            f"service allows at most {human_bytes(max_bytes)}.",
         )
 
 
@@ -334,26 +338,32 @@ def fetch_dataset(settings: Settings, name: str, config: str | None, dest: Path)
     return folder
 
 
-def parquet_uncompressed_bytes(folder: Path) -> int:
-    """What the folder's files take once decompressed (Parquet from its metadata, else as is)."""
+def decompressed_bytes(folder: Path, limit: int) -> int:
+    """What the folder's data files take once decoded, counted up to just past `limit`.
+
+    Parquet is decoded batch by batch (its metadata's sizes are after dictionary encoding, so a
+    column of one repeated long text looks small); other files count as stored.
+    """
     import pyarrow.parquet as pq
 
     total = 0
-    for path in folder.rglob("*"):
+    for path in sorted(folder.rglob("*")):
         if not path.is_file() or path.relative_to(folder).parts[0].startswith("."):
             continue
-        size = path.stat().st_size
-        if path.suffix.lower() == ".parquet":
-            try:
-                meta = pq.ParquetFile(path).metadata
-                size = max(
-                    size, sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-                )
-            except Exception as exc:  # not a Parquet file after all
-                raise JobFailure(
-                    "invalid_dataset",
-                    f"The data file '{path.relative_to(folder)}' is not valid Parquet: "
-                    f"{public_message(exc)}",
-                ) from exc
-        total += size
+        if path.suffix.lower() != ".parquet":
+            total += path.stat().st_size
+            continue
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+                total += batch.nbytes
+                if total > limit:
+                    return total
+        except Exception as exc:  # not a Parquet file after all
+            raise JobFailure(
+                "invalid_dataset",
+                f"The data file '{path.relative_to(folder)}' is not valid Parquet: "
+                f"{public_message(exc)}",
+            ) from exc
+        if total > limit:
+            return total
     return total
