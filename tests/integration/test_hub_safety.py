@@ -242,7 +242,7 @@ def test_base_model_size_limit_and_missing_weights(
     with pytest.raises(JobFailure) as caught:
         load_base(small, "org/tiny", ["a", "b"])
     assert caught.value.code == "base_model_too_large"
-    pickled = {
+    pickled: dict[str, bytes | str] = {
         "config.json": (tiny_model_dir / "config.json").read_text(),
         "pytorch_model.bin": b"x",
     }
