@@ -16,12 +16,13 @@ from app.core.errors import install_error_handlers
 from app.core.migrate import upgrade_to_head
 from app.core.precision import bf16_is_native
 from app.events.endpoints import router as events_router
+from app.events.hub import EventHub
 from app.files.endpoints import router as files_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.reaper import start_reaper_thread
 from app.models.endpoints import router as models_router
 from app.observability.api import install_metrics
-from app.predict.batcher import forward_executor
+from app.predict.service import PredictService
 from app.ui.endpoints import router as ui_router
 from app.ui.endpoints import static_files as ui_static_files
 
@@ -35,14 +36,18 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     upgrade_to_head(settings.sqlalchemy_url)
     # The one-off bf16 matmul probe, before any request waits on it (any request may ask for
     # "auto"), on the forward thread: torch run on this thread would start a second OpenMP
-    # team (see batcher.py).
-    forward_executor().submit(bf16_is_native).result()
+    # team (see batcher.py). The predict service owns that thread, the model cache and queues.
+    _app.state.predict = predict = PredictService.from_settings(settings)
+    predict.run_on_forward_thread(bf16_is_native)
     stop = threading.Event()
     start_reaper_thread(settings, stop)
+    _app.state.event_hub = hub = EventHub.from_settings(settings)  # one poll per watched job
     try:
         yield
     finally:
+        await hub.close()
         stop.set()
+        predict.close()
         get_engine().dispose()
 
 

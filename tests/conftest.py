@@ -39,7 +39,6 @@ def reset_caches() -> None:
     from app.auth.cache import get_principal_cache
     from app.core.config import get_settings
     from app.core.db import get_engine, get_sessionmaker
-    from app.predict.service import get_model_cache
 
     if get_engine.cache_info().currsize:
         get_engine().dispose()
@@ -47,7 +46,6 @@ def reset_caches() -> None:
         get_settings,
         get_engine,
         get_sessionmaker,
-        get_model_cache,
         get_principal_cache,
     ):
         cached.cache_clear()

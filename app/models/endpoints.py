@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app.auth.deps import PrincipalDep, get_principal
@@ -12,7 +12,7 @@ from app.core.errors import V1_ERRORS, ApiError, NotFound
 from app.core.precision import serving_precision
 from app.models.repository import ModelRepository
 from app.models.schemas import ModelList, ModelRead, PredictRequest, PredictResponse
-from app.predict import service as predict_service
+from app.predict.service import PredictService
 from app.tables import TrainedModel
 
 router = APIRouter(
@@ -68,15 +68,31 @@ def _read_model(tenant_id: str, model_id: str) -> TrainedModel:
         return _get_model(session, tenant_id, model_id)
 
 
+def get_predict_service(http_request: Request) -> PredictService:
+    """The process's predict service, made in the lifespan (app/main.py)."""
+    service: PredictService = http_request.app.state.predict
+    return service
+
+
+async def _client_gone(http_request: Request) -> None:
+    """Return once the client has closed the connection (the request body is read already,
+    so the next message is the disconnect; after the answer is sent it comes at once too)."""
+    while (await http_request.receive())["type"] != "http.disconnect":
+        pass
+
+
 @router.post("/{model_id}/predict", response_model=PredictResponse)
 async def predict(
     settings: SettingsDep,
     principal: PrincipalDep,
     model_id: str,
     request: PredictRequest,
+    http_request: Request,
+    service: Annotated[PredictService, Depends(get_predict_service)],
 ) -> PredictResponse:
     """Label each input; the answer has the predicted label and every label's probability.
-    Concurrent requests for one model are labelled together, in shared forward passes."""
+    Concurrent requests for one model are labelled together, in shared forward passes; a
+    model's full queue is answered 429 (the process's 503) with Retry-After."""
     if len(request.inputs) > settings.max_predict_inputs:
         raise ApiError(
             413,
@@ -85,7 +101,11 @@ async def predict(
         )
     record = await _find_model(principal.tenant_id, model_id)
     precision = serving_precision(request.precision or settings.predict_precision)
-    predictions = await predict_service.predict(
-        record, request, settings.max_predict_text_chars, precision
+    predictions = await service.predict(
+        record,
+        request,
+        settings.max_predict_text_chars,
+        precision,
+        client_gone=lambda: _client_gone(http_request),
     )
     return PredictResponse(model_id=model_id, precision=precision, predictions=predictions)

@@ -1,107 +1,337 @@
-"""Dynamic micro-batching: concurrent predict requests for one model share forward passes.
+"""Dynamic micro-batching on one forward thread, shared fairly between tenants.
 
-Requests queue per model. One forward pass at a time runs over every input that is waiting
-when it starts (up to `max_batch`), tokenized together with dynamic padding. A lone request is
-run at once; only when the previous pass served several requests (the model is under load)
-does the batcher wait up to `max_wait` for more.
+Requests queue per model and precision ("model_id:precision"). The forward thread is the
+scheduler: whenever it is free it takes the next queue in turn (round-robin over tenants, then
+over each tenant's models) and runs one forward pass over up to `max_batch` of that queue's
+waiting inputs, tokenized together with dynamic padding. A request bigger than a pass is split
+over several, so a tenant sending 256-input requests holds the thread for one pass at a time,
+and another tenant's lone input waits for at most that one pass. A lone request runs at once;
+only when the queue's previous pass served several requests (the model is under load) and no
+other queue is waiting does the thread wait up to `max_wait` for more.
 
-Every batcher of a process runs its passes on one shared thread: torch gives each calling
-thread its own OpenMP team, and with more teams than cores OpenMP stops spinning between
-parallel regions, which on a small CPU slowed a lone request's pass by about half.
+Every pass of a process runs on this one thread: torch gives each calling thread its own
+OpenMP team, and with more teams than cores OpenMP stops spinning between parallel regions,
+which on a small CPU slowed a lone request's pass by about half. Scheduling on the thread
+itself, not in an event-loop task, means nothing can cancel a pass half way: every request
+taken into a pass gets its answer or its error.
+
+Queues are bounded: a model's waiting inputs (answered 429) and the process's (503). A request
+whose future is cancelled (its client went away) is dropped from its queue, its inputs never run.
 """
 
 import asyncio
+import contextlib
+import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from functools import lru_cache
+from typing import Any, Protocol
 
 from app.observability.predict import observe_predict
-from app.predict.loaded_model import LoadedModel
 
 Labelled = list[tuple[str, dict[str, float]]]
 
 
-@dataclass
+class Model(Protocol):
+    def predict(self, texts: list[str], pairs: list[str] | None) -> Labelled: ...
+
+
+class Overloaded(Exception):
+    """A queue bound was reached; `scope` is "model" or "process"."""
+
+    def __init__(self, scope: str, queued: int, limit: int) -> None:
+        super().__init__(f"{queued} inputs are waiting for this {scope}; the limit is {limit}.")
+        self.scope = scope
+
+
+class BatcherClosed(Exception):
+    """The service is shutting down."""
+
+
+@dataclass(eq=False)
 class _Request:
     texts: list[str]
     pairs: list[str] | None
     future: asyncio.Future[Labelled] = field(repr=False)
+    loop: asyncio.AbstractEventLoop = field(repr=False)
+    taken: int = 0  # inputs already handed to a pass
+    answered: int = 0  # inputs whose labels are in `results`
+    dropped: bool = False  # cancelled or failed: its remaining inputs never run
+    results: Labelled = field(default_factory=list, repr=False)
 
 
-@lru_cache
-def forward_executor() -> ThreadPoolExecutor:
-    """The one thread of this process that runs torch: forward passes and model loads."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+@dataclass(eq=False)
+class _Queue:
+    key: str
+    tenant: str
+    requests: deque[_Request] = field(default_factory=deque)
+    waiting: int = 0  # inputs not yet taken into a pass
+    last_pass_requests: int = 0
+
+    def take(self, room: int) -> list[tuple[_Request, int, int]]:
+        """Up to `room` waiting inputs, as (request, start, end) slices, oldest first."""
+        parts = []
+        while room > 0 and self.requests:
+            request = self.requests[0]
+            if request.dropped:
+                self.requests.popleft()
+                continue
+            end = min(len(request.texts), request.taken + room)
+            parts.append((request, request.taken, end))
+            room -= end - request.taken
+            self.waiting -= end - request.taken
+            request.taken = end
+            if end == len(request.texts):
+                self.requests.popleft()
+        return parts
 
 
-class MicroBatcher:
-    """Batches the requests of one model on one event loop."""
+class Batcher:
+    """The forward thread and the bounded per-model queues it serves."""
 
     def __init__(
-        self, load: Callable[[], LoadedModel], max_batch: int, max_wait_seconds: float
+        self,
+        load: Callable[[str], Model],
+        max_batch: int,
+        max_wait_seconds: float,
+        max_queued_per_model: int,
+        max_queued: int,
     ) -> None:
-        self.load = load
+        self.load = load  # called on the forward thread with a queue's key
         self.max_batch = max(1, max_batch)
         self.max_wait = max(0.0, max_wait_seconds)
-        self.queue: asyncio.Queue[_Request] = asyncio.Queue()
-        self.executor = forward_executor()
-        self.loop = asyncio.get_running_loop()
-        self.task = self.loop.create_task(self._serve())
-        self.last_batch_requests = 0
+        self.max_queued_per_model = max(1, max_queued_per_model)
+        self.max_queued = max(1, max_queued)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._queues: dict[str, _Queue] = {}
+        # Queues with waiting inputs, in turn order: tenant -> its models' keys.
+        self._turns: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()
+        self._queued = 0
+        self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="predict", daemon=True)
+        self._thread.start()
 
-    async def predict(self, texts: list[str], pairs: list[str] | None) -> Labelled:
-        future: asyncio.Future[Labelled] = self.loop.create_future()
-        self.queue.put_nowait(_Request(texts, pairs, future))
-        return await future
+    @property
+    def queued(self) -> int:
+        """Inputs waiting, all queues together (not counting the pass in flight)."""
+        return self._queued
+
+    def call(self, function: Callable[[], Any]) -> Future[Any]:
+        """Run `function` on the forward thread, before any waiting pass (the bf16 probe)."""
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                raise BatcherClosed("The predict service is shutting down.")
+            self._calls.append((function, future))
+            self._wake.notify()
+        return future
+
+    def submit(
+        self, tenant: str, key: str, texts: list[str], pairs: list[str] | None
+    ) -> "asyncio.Future[Labelled]":
+        """Queue the inputs (raises Overloaded when a bound is reached); the future gets their
+        labels, in order, once passes have run them all. Cancelling it drops the inputs not yet
+        run."""
+        loop = asyncio.get_running_loop()
+        request = _Request(texts, pairs, loop.create_future(), loop)
+        if not texts:
+            request.future.set_result([])
+            return request.future
+        self._enqueue(tenant, key, request)
+        request.future.add_done_callback(lambda _: self._drop(key, request))
+        return request.future
+
+    async def predict(
+        self, tenant: str, key: str, texts: list[str], pairs: list[str] | None
+    ) -> Labelled:
+        return await self.submit(tenant, key, texts, pairs)
 
     def close(self) -> None:
-        self.task.cancel()
+        """Stop the thread after the pass in flight; waiting requests fail with BatcherClosed."""
+        with self._lock:
+            self._closed = True
+            waiting = [r for q in self._queues.values() for r in q.requests if not r.dropped]
+            for queue in self._queues.values():
+                queue.requests.clear()
+                queue.waiting = 0
+            self._turns.clear()
+            self._queued = 0
+            calls = list(self._calls)
+            self._calls.clear()
+            self._wake.notify_all()
+        for request in waiting:
+            request.dropped = True
+            _settle(request, BatcherClosed("The predict service is shutting down."))
+        for _, future in calls:
+            future.set_exception(BatcherClosed("The predict service is shutting down."))
 
-    async def _serve(self) -> None:
-        while True:
-            batch = [await self.queue.get()]
-            size = len(batch[0].texts)
-            deadline = self.loop.time() + (self.max_wait if self.last_batch_requests > 1 else 0)
-            while size < self.max_batch:
-                if self.queue.empty():
-                    remaining = deadline - self.loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        request = await asyncio.wait_for(self.queue.get(), remaining)
-                    except TimeoutError:
-                        break
-                else:
-                    request = self.queue.get_nowait()
-                batch.append(request)
-                size += len(request.texts)
-            self.last_batch_requests = len(batch)
-            await self._forward(batch)
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
 
-    async def _forward(self, batch: list[_Request]) -> None:
-        texts = [text for request in batch for text in request.texts]
-        pairs = None
-        if batch[0].pairs is not None:
-            pairs = [pair for request in batch for pair in request.pairs or []]
-        try:
-            labelled = await self.loop.run_in_executor(self.executor, self._run, texts, pairs)
-        except Exception as exc:  # every request of the batch gets the error
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(exc)
+    # --- on the event loop ----------------------------------------------------------------
+    def _enqueue(self, tenant: str, key: str, request: _Request) -> None:
+        size = len(request.texts)
+        with self._lock:
+            if self._closed:
+                raise BatcherClosed("The predict service is shutting down.")
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = _Queue(key, tenant)
+            # An empty queue always takes one request, however big (within max_predict_inputs).
+            if queue.waiting and queue.waiting + size > self.max_queued_per_model:
+                raise Overloaded("model", queue.waiting, self.max_queued_per_model)
+            if self._queued and self._queued + size > self.max_queued:
+                raise Overloaded("process", self._queued, self.max_queued)
+            queue.requests.append(request)
+            if not queue.waiting:
+                self._turns.setdefault(tenant, OrderedDict())[key] = None
+            queue.waiting += size
+            self._queued += size
+            self._wake.notify()
+
+    def _drop(self, key: str, request: _Request) -> None:
+        """The future is done: if it was cancelled, its inputs not yet taken are not run."""
+        if not request.future.cancelled():
             return
-        start = 0
-        for request in batch:
-            end = start + len(request.texts)
-            if not request.future.done():  # a client that went away has cancelled its future
-                request.future.set_result(labelled[start:end])
-            start = end
+        with self._lock:
+            if request.dropped:
+                return
+            request.dropped = True
+            queue = self._queues.get(key)
+            untaken = len(request.texts) - request.taken
+            if queue is None or not untaken:
+                return
+            queue.waiting -= untaken
+            self._queued -= untaken
+            if not queue.waiting:
+                queue.requests.clear()  # only dropped requests are left
+                self._leave_turns(queue)
 
-    def _run(self, texts: list[str], pairs: list[str] | None) -> Labelled:
-        model = self.load()  # from the model cache; the first call loads, off the event loop
-        started = time.perf_counter()
-        labelled = model.predict(texts, pairs)
-        observe_predict(len(texts), time.perf_counter() - started)
-        return labelled
+    # --- on the forward thread ------------------------------------------------------------
+    def _leave_turns(self, queue: _Queue) -> None:
+        keys = self._turns.get(queue.tenant)
+        if keys is not None:
+            keys.pop(queue.key, None)
+            if not keys:
+                del self._turns[queue.tenant]
+
+    def _others_waiting(self, queue: _Queue) -> bool:
+        return len(self._turns) > 1 or len(self._turns.get(queue.tenant, ())) > 1
+
+    def _next_pass(self) -> tuple[_Queue, list[tuple[_Request, int, int]]] | None:
+        """Wait for work; the next queue in turn and the slices of its next pass. None to stop;
+        a call to run first is left in `_calls`."""
+        with self._lock:
+            while True:
+                if self._closed:
+                    return None
+                if self._calls:
+                    return None
+                if not self._turns:
+                    self._wake.wait()
+                    continue
+                tenant, keys = next(iter(self._turns.items()))
+                key = next(iter(keys))
+                self._turns.move_to_end(tenant)  # the next pass is another tenant's, if any
+                keys.move_to_end(key)
+                queue = self._queues[key]
+                parts = self._take(queue, self.max_batch)
+                size = sum(end - start for _, start, end in parts)
+                if queue.last_pass_requests > 1 and self.max_wait:
+                    deadline = time.monotonic() + self.max_wait
+                    while size < self.max_batch and not self._others_waiting(queue):
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or self._closed or self._calls:
+                            break
+                        self._wake.wait(remaining)
+                        more = self._take(queue, self.max_batch - size)
+                        parts += more
+                        size += sum(end - start for _, start, end in more)
+                if not queue.waiting:
+                    self._leave_turns(queue)
+                self._prune(queue)
+                if parts:
+                    queue.last_pass_requests = len({id(request) for request, _, _ in parts})
+                    return queue, parts
+
+    def _take(self, queue: _Queue, room: int) -> list[tuple[_Request, int, int]]:
+        parts = queue.take(room)
+        self._queued -= sum(end - start for _, start, end in parts)
+        return parts
+
+    def _prune(self, keep: _Queue) -> None:
+        """Forget idle queues (a queue is kept while idle so it remembers it was busy)."""
+        if len(self._queues) <= 64:
+            return
+        for key in [k for k, q in self._queues.items() if not q.waiting and q is not keep]:
+            del self._queues[key]
+
+    def _serve(self) -> None:
+        while True:
+            work = self._next_pass()
+            with self._lock:
+                calls = list(self._calls)
+                self._calls.clear()
+            for function, future in calls:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(function())
+                    except BaseException as exc:
+                        future.set_exception(exc)
+            if work is None:
+                if self._closed:
+                    return
+                continue
+            self._forward(*work)
+
+    def _forward(self, queue: _Queue, parts: list[tuple[_Request, int, int]]) -> None:
+        texts = [text for request, start, end in parts for text in request.texts[start:end]]
+        pairs = None
+        if parts[0][0].pairs is not None:
+            pairs = [p for request, start, end in parts for p in (request.pairs or [])[start:end]]
+        try:
+            model = self.load(queue.key)  # from the model cache; the first call loads
+            started = time.perf_counter()
+            labelled = model.predict(texts, pairs)
+            observe_predict(len(texts), time.perf_counter() - started)
+        except Exception as exc:  # every request of the pass gets the error
+            for request, _, _ in parts:
+                self._fail(queue, request, exc)
+            return
+        offset = 0
+        for request, start, end in parts:
+            request.results.extend(labelled[offset : offset + end - start])
+            offset += end - start
+            request.answered += end - start
+            if request.answered == len(request.texts):
+                _settle(request, request.results)
+
+    def _fail(self, queue: _Queue, request: _Request, exc: Exception) -> None:
+        with self._lock:
+            if not request.dropped:
+                request.dropped = True
+                untaken = len(request.texts) - request.taken
+                queue.waiting -= untaken
+                self._queued -= untaken
+                if not queue.waiting:
+                    self._leave_turns(queue)
+        _settle(request, exc)
+
+
+def _settle(request: _Request, outcome: Labelled | BaseException) -> None:
+    """Hand a request its answer or error on its own event loop."""
+
+    def settle() -> None:
+        if request.future.done():  # the client went away and cancelled it
+            return
+        if isinstance(outcome, BaseException):
+            request.future.set_exception(outcome)
+        else:
+            request.future.set_result(outcome)
+
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+        request.loop.call_soon_threadsafe(settle)

@@ -1,27 +1,140 @@
-"""Predictions from trained models, loaded once and kept in a bounded cache."""
+"""Predictions from trained models: one object per API process owns the predict state.
+
+`PredictService` holds the bounded model cache, the per-model queues and the one forward thread
+(see batcher.py). It is made in the FastAPI lifespan and kept on `app.state.predict`.
+"""
 
 import asyncio
-from functools import lru_cache
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from app.core.config import get_settings
+from app.core.config import Settings
 from app.core.errors import ApiError
 from app.models.locator import trained_model_dir
 from app.models.schemas import Prediction, PredictRequest
-from app.predict.batcher import MicroBatcher
+from app.predict.batcher import Batcher, BatcherClosed, Labelled, Model, Overloaded
 from app.predict.cache import ModelCache
 from app.predict.loaded_model import LoadedModel
 from app.tables import TrainedModel
 
+RETRY_AFTER_SECONDS = "1"
 
-@lru_cache
-def get_model_cache() -> ModelCache[LoadedModel]:
-    settings = get_settings()
 
-    def load(key: str) -> LoadedModel:
-        model_id, precision = key.split(":")
-        return LoadedModel.load(trained_model_dir(settings, model_id), precision)
+class PredictService:
+    """The model cache, the batch queues and the forward thread of one process."""
 
-    return ModelCache(settings.model_cache_size, load)
+    def __init__(
+        self,
+        load: Callable[[str], Model],
+        cache_size: int,
+        max_batch: int,
+        max_wait_seconds: float,
+        max_queued_per_model: int,
+        max_queued: int,
+    ) -> None:
+        # Touched only on the forward thread: a model is loaded, used and evicted there, so
+        # eviction never happens under a pass in flight.
+        self.cache: ModelCache[Model] = ModelCache(cache_size, load)
+        self.batcher = Batcher(
+            self.cache.get, max_batch, max_wait_seconds, max_queued_per_model, max_queued
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "PredictService":
+        def load(key: str) -> LoadedModel:
+            model_id, precision = key.split(":")
+            return LoadedModel.load(trained_model_dir(settings, model_id), precision)
+
+        return cls(
+            load,
+            cache_size=settings.model_cache_size,
+            max_batch=settings.predict_max_batch,
+            max_wait_seconds=settings.predict_max_wait_ms / 1000,
+            max_queued_per_model=settings.predict_max_queued_inputs_per_model,
+            max_queued=settings.predict_max_queued_inputs,
+        )
+
+    def run_on_forward_thread(self, function: Callable[[], Any]) -> Any:
+        """Run `function` on the forward thread and wait for it (torch on any other thread
+        would start a second OpenMP team)."""
+        return self.batcher.call(function).result()
+
+    def close(self) -> None:
+        self.batcher.close()
+        self.batcher.join(timeout=30)
+
+    async def label(
+        self,
+        tenant: str,
+        key: str,
+        texts: list[str],
+        pairs: list[str] | None,
+        client_gone: Callable[[], Awaitable[object]] | None = None,
+    ) -> Labelled:
+        """Labels from a shared forward pass of `key` ("model_id:precision"). A full queue is
+        answered 429 (this model) or 503 (the process); once `client_gone` returns the inputs
+        not yet run are dropped."""
+        try:
+            work = self.batcher.submit(tenant, key, texts, pairs)
+        except Overloaded as exc:
+            raise _overloaded(exc) from None
+        except BatcherClosed as exc:
+            raise ApiError(503, "predict_unavailable", str(exc), headers=_RETRY) from None
+        if client_gone is None:
+            return await _answer(work)
+        watcher = asyncio.ensure_future(client_gone())
+        try:
+            await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not work.done():
+                work.cancel()  # the client went away: its inputs not yet run are dropped
+        if work.cancelled():
+            raise ApiError(499, "client_disconnected", "The client closed the connection.")
+        return await _answer(work)
+
+    async def predict(
+        self,
+        record: TrainedModel,
+        request: PredictRequest,
+        max_chars: int,
+        precision: str,
+        client_gone: Callable[[], Awaitable[object]] | None = None,
+    ) -> list[Prediction]:
+        """Validated here; labelled in a forward pass shared with concurrent requests for the
+        same model in the same precision."""
+        texts, pairs = split_inputs(record, request, max_chars)
+        labelled = await self.label(
+            record.tenant_id, f"{record.id}:{precision}", texts, pairs, client_gone
+        )
+        return [Prediction(label=label, scores=scores) for label, scores in labelled]
+
+
+_RETRY = {"Retry-After": RETRY_AFTER_SECONDS}
+
+
+def _overloaded(exc: Overloaded) -> ApiError:
+    if exc.scope == "model":
+        return ApiError(
+            429,
+            "predict_overloaded",
+            f"Too many inputs are waiting for this model: {exc} Retry after a second, or send "
+            "fewer requests at once.",
+            headers=_RETRY,
+        )
+    return ApiError(
+        503,
+        "predict_overloaded",
+        f"The service has too many inputs waiting: {exc} Retry after a second.",
+        headers=_RETRY,
+    )
+
+
+async def _answer(work: "asyncio.Future[Labelled]") -> Labelled:
+    try:
+        return await work
+    except BatcherClosed as exc:
+        raise ApiError(503, "predict_unavailable", str(exc), headers=_RETRY) from None
 
 
 def split_inputs(
@@ -58,37 +171,3 @@ def split_inputs(
         if pair is not None:
             pairs.append(pair)
     return texts, (pairs if record.text_pair else None)
-
-
-_batchers: dict[str, MicroBatcher] = {}
-
-
-def get_batcher(key: str) -> MicroBatcher:
-    """The batcher of a model in one precision ("model_id:precision") on the running event
-    loop (a new loop, as in tests, gets new ones)."""
-    settings = get_settings()
-    batcher = _batchers.get(key)
-    if batcher is None or batcher.loop is not asyncio.get_running_loop():
-        if batcher is not None:
-            batcher.close()
-        for idle in [k for k, b in _batchers.items() if b.queue.empty()]:
-            if len(_batchers) < 4 * settings.model_cache_size:
-                break
-            _batchers.pop(idle).close()
-        batcher = MicroBatcher(
-            lambda: get_model_cache().get(key),
-            max_batch=settings.predict_max_batch,
-            max_wait_seconds=settings.predict_max_wait_ms / 1000,
-        )
-        _batchers[key] = batcher
-    return batcher
-
-
-async def predict(
-    record: TrainedModel, request: PredictRequest, max_chars: int, precision: str
-) -> list[Prediction]:
-    """Validated here; labelled in a forward pass shared with concurrent requests for the
-    same model in the same precision."""
-    texts, pairs = split_inputs(record, request, max_chars)
-    labelled = await get_batcher(f"{record.id}:{precision}").predict(texts, pairs)
-    return [Prediction(label=label, scores=scores) for label, scores in labelled]

@@ -1,4 +1,4 @@
-"""Predict micro-batching with a fake model: batches, order, errors, limits."""
+"""Predict micro-batching with a fake model: batches, order, errors, limits, one thread."""
 
 import asyncio
 import threading
@@ -7,43 +7,59 @@ from typing import Any
 
 import pytest
 
-from app.predict.batcher import MicroBatcher
+from app.predict.batcher import Batcher
+
+Labelled = list[tuple[str, dict[str, float]]]
 
 
 class FakeModel:
-    """Labels each text by its length; records the size of every forward pass."""
+    """Labels each text by its length; records every forward pass. `hold` keeps a pass over
+    a text "hold" inside the model until released, so a test can queue work behind it."""
 
     def __init__(self, seconds: float = 0.0, fail_on: str | None = None) -> None:
         self.seconds = seconds
         self.fail_on = fail_on
         self.batches: list[list[str]] = []
+        self.threads: set[int] = set()
+        self.holding = threading.Event()
+        self.release = threading.Event()
 
-    def predict(
-        self, texts: list[str], pairs: list[str] | None
-    ) -> list[tuple[str, dict[str, float]]]:
+    def predict(self, texts: list[str], pairs: list[str] | None) -> Labelled:
         self.batches.append(list(texts))
+        self.threads.add(threading.get_ident())
+        if "hold" in texts:
+            self.holding.set()
+            assert self.release.wait(10)
         if self.fail_on in texts:
             raise RuntimeError("forward failed")
         time.sleep(self.seconds)
         return [(str(len(t)), {"pair": float(bool(pairs))}) for t in texts]
 
 
-def run(coroutine: Any) -> Any:
-    return asyncio.run(coroutine)
+def batcher_of(model: Any, max_batch: int = 64, max_wait_seconds: float = 0.01) -> Batcher:
+    return Batcher(lambda key: model, max_batch, max_wait_seconds, 100_000, 100_000)
+
+
+async def hold_thread(batcher: Batcher, model: FakeModel, key: str = "m") -> "asyncio.Future[Any]":
+    """Occupy the forward thread with a pass that waits for `model.release`."""
+    held = batcher.submit("t", key, ["hold"], None)
+    while not model.holding.is_set():
+        await asyncio.sleep(0.005)
+    return held
 
 
 def test_a_lone_request_runs_at_once() -> None:
     model = FakeModel()
 
     async def scenario() -> tuple[Any, float]:
-        batcher = MicroBatcher(lambda: model, max_batch=64, max_wait_seconds=5.0)  # type: ignore[arg-type, return-value]
+        batcher = batcher_of(model, 64, 5.0)
         started = time.perf_counter()
-        result = await batcher.predict(["abc"], None)
+        result = await batcher.predict("t", "m", ["abc"], None)
         elapsed = time.perf_counter() - started
         batcher.close()
         return result, elapsed
 
-    result, elapsed = run(scenario())
+    result, elapsed = asyncio.run(scenario())
     assert result == [("3", {"pair": 0.0})]
     assert elapsed < 1.0  # not the 5 s wait bound
 
@@ -52,46 +68,52 @@ def test_concurrent_requests_share_forward_passes_and_get_their_own_answers() ->
     model = FakeModel(seconds=0.05)
 
     async def scenario() -> list[Any]:
-        batcher = MicroBatcher(lambda: model, max_batch=64, max_wait_seconds=0.01)  # type: ignore[arg-type, return-value]
+        batcher = batcher_of(model, 64, 0.01)
         texts = [["x" * (i + 1), "y" * (i + 2)] for i in range(20)]
-        results = await asyncio.gather(*(batcher.predict(t, None) for t in texts))
+        results = await asyncio.gather(*(batcher.predict("t", "m", t, None) for t in texts))
         batcher.close()
         return list(results)
 
-    results = run(scenario())
+    results = asyncio.run(scenario())
     for i, result in enumerate(results):
         assert [label for label, _ in result] == [str(i + 1), str(i + 2)]
     assert len(model.batches) < 20 / 2  # 20 requests, far fewer passes
     assert max(len(b) for b in model.batches) > 2
 
 
-def test_max_batch_bounds_a_pass() -> None:
+def test_max_batch_bounds_a_pass_and_splits_a_big_request() -> None:
     model = FakeModel(seconds=0.02)
 
-    async def scenario() -> None:
-        batcher = MicroBatcher(lambda: model, max_batch=4, max_wait_seconds=0.01)  # type: ignore[arg-type, return-value]
-        await asyncio.gather(*(batcher.predict([str(i)], None) for i in range(17)))
+    async def scenario() -> Any:
+        batcher = batcher_of(model, 4, 0.01)
+        small = asyncio.gather(*(batcher.predict("t", "m", [str(i)], None) for i in range(7)))
+        big = await batcher.predict("t", "m", ["a" * (i + 1) for i in range(10)], None)
+        await small
         batcher.close()
+        return big
 
-    run(scenario())
+    big = asyncio.run(scenario())
     assert sum(len(b) for b in model.batches) == 17
     assert max(len(b) for b in model.batches) <= 4
+    assert [label for label, _ in big] == [str(i + 1) for i in range(10)]  # in order
 
 
 def test_an_error_reaches_every_request_of_its_batch_only() -> None:
     model = FakeModel(seconds=0.02, fail_on="bad")
 
     async def scenario() -> tuple[list[Any], Any]:
-        batcher = MicroBatcher(lambda: model, max_batch=64, max_wait_seconds=0.01)  # type: ignore[arg-type, return-value]
-        outcomes = await asyncio.gather(
-            *(batcher.predict([t], None) for t in ("a", "bad", "c")), return_exceptions=True
-        )
-        after = await batcher.predict(["fine"], ["pair"])
+        batcher = batcher_of(model, 64, 0.01)
+        held = await hold_thread(batcher, model)
+        outcomes = [batcher.submit("t", "m", [t], None) for t in ("a", "bad", "c")]
+        model.release.set()
+        await held
+        results = await asyncio.gather(*outcomes, return_exceptions=True)
+        after = await batcher.predict("t", "m", ["fine"], ["pair"])
         batcher.close()
-        return list(outcomes), after
+        return list(results), after
 
-    outcomes, after = run(scenario())
-    assert model.batches[0] == ["a", "bad", "c"]
+    outcomes, after = asyncio.run(scenario())
+    assert model.batches[1] == ["a", "bad", "c"]
     assert all(isinstance(o, RuntimeError) for o in outcomes)
     assert after == [("4", {"pair": 1.0})]  # the batcher lives on
 
@@ -101,38 +123,47 @@ def test_pairs_travel_with_their_texts(count: int) -> None:
     model = FakeModel(seconds=0.01)
 
     async def scenario() -> list[Any]:
-        batcher = MicroBatcher(lambda: model, max_batch=64, max_wait_seconds=0.01)  # type: ignore[arg-type, return-value]
+        batcher = batcher_of(model, 64, 0.01)
         results = await asyncio.gather(
-            *(batcher.predict(["t" * (i + 1)], ["p"]) for i in range(count))
+            *(batcher.predict("t", "m", ["t" * (i + 1)], ["p"]) for i in range(count))
         )
         batcher.close()
         return list(results)
 
-    results = run(scenario())
+    results = asyncio.run(scenario())
     assert [r[0][0] for r in results] == [str(i + 1) for i in range(count)]
 
 
-def test_every_batcher_runs_its_passes_on_one_shared_thread() -> None:
-    threads: list[int] = []
-
-    class ThreadRecordingModel(FakeModel):
-        def predict(
-            self, texts: list[str], pairs: list[str] | None
-        ) -> list[tuple[str, dict[str, float]]]:
-            threads.append(threading.get_ident())
-            return super().predict(texts, pairs)
-
-    first, second = ThreadRecordingModel(), ThreadRecordingModel()
+def test_every_model_runs_its_passes_on_the_one_forward_thread() -> None:
+    first, second = FakeModel(), FakeModel()
 
     async def scenario() -> None:
-        batchers = [
-            MicroBatcher(lambda m=m: m, max_batch=64, max_wait_seconds=0.0)  # type: ignore[misc]
-            for m in (first, second)
-        ]
-        await asyncio.gather(*(b.predict([str(i)], None) for i in range(4) for b in batchers))
-        for batcher in batchers:
-            batcher.close()
+        batcher = Batcher(lambda key: first if key == "a" else second, 64, 0.0, 100_000, 100_000)
+        await asyncio.gather(
+            *(batcher.predict("t", key, [str(i)], None) for i in range(4) for key in "ab")
+        )
+        batcher.close()
 
-    run(scenario())
+    asyncio.run(scenario())
     assert first.batches and second.batches
-    assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
+    threads = first.threads | second.threads
+    assert len(threads) == 1 and threading.get_ident() not in threads
+
+
+def test_calls_run_on_the_forward_thread_and_close_fails_what_waits() -> None:
+    model = FakeModel()
+
+    async def scenario() -> tuple[int, Any]:
+        batcher = batcher_of(model)
+        thread = batcher.call(threading.get_ident).result(timeout=5)
+        held = await hold_thread(batcher, model)
+        waiting = batcher.submit("t", "m", ["late"], None)
+        batcher.close()
+        model.release.set()
+        await held  # the pass in flight still answers
+        outcome = await asyncio.gather(waiting, return_exceptions=True)
+        return thread, outcome[0]
+
+    thread, outcome = asyncio.run(scenario())
+    assert model.threads == {thread}
+    assert type(outcome).__name__ == "BatcherClosed"
