@@ -16,7 +16,6 @@ from app.core.errors import install_error_handlers
 from app.core.migrate import upgrade_to_head
 from app.core.precision import bf16_is_native
 from app.events.endpoints import router as events_router
-from app.events.hub import EventHub
 from app.files.endpoints import router as files_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.reaper import start_reaper_thread
@@ -41,11 +40,9 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     predict.run_on_forward_thread(bf16_is_native)
     stop = threading.Event()
     start_reaper_thread(settings, stop)
-    _app.state.event_hub = hub = EventHub.from_settings(settings)  # one poll per watched job
     try:
         yield
     finally:
-        await hub.close()
         stop.set()
         predict.close()
         get_engine().dispose()
