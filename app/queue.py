@@ -1,10 +1,26 @@
-"""The Celery application and the one message the API sends: "train this job"."""
+"""The Celery application, the one message the service sends ("train this job"), and the
+outbox that sends it.
 
+Whoever makes a job need a message (the API creating it, a worker or the reaper requeueing
+it) calls `enqueue_after_commit(session, job_id)`. The message goes out only after that
+session's transaction commits, so a worker never receives a job its row does not show yet,
+and the job is then marked sent (`enqueued_at`, and `enqueued_broker`, the broker instance).
+A send that fails leaves the job unmarked and the reaper sends it again; so does a broker
+restart that lost its queue (see `JobRepository.messages_to_resend`).
+"""
+
+import logging
+
+import redis
 from celery import Celery
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from app.core.config import Settings, get_settings
 
+logger = logging.getLogger(__name__)
 TRAIN_TASK = "tuneserve.train_job"
+_OUTBOX = "tuneserve_outbox"
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -42,9 +58,66 @@ def _transport_options(settings: Settings) -> dict[str, object]:
     return options
 
 
-def enqueue_training(job_id: str, celery: Celery | None = None) -> None:
-    """Send the training message; call only after the job's row is committed."""
-    (celery or get_celery()).send_task(TRAIN_TASK, args=[job_id])
+def broker_instance(settings: Settings) -> str | None:
+    """An id of the broker's current instance: Redis's run_id (new at every restart, when a
+    Redis without persistence has lost its queues); None when the broker cannot be asked.
+    The SQLAlchemy transport keeps messages in a database file: one instance for good."""
+    url = settings.celery_broker_url
+    if not url.startswith(("redis://", "rediss://")):
+        return "sqla"
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            return str(client.info("server")["run_id"])
+        finally:
+            client.close()
+    except redis.RedisError:
+        return None
+
+
+def enqueue_after_commit(session: Session, job_id: str) -> None:
+    """Send the job's training message once this session's transaction has committed."""
+    session.info.setdefault(_OUTBOX, []).append(job_id)
+
+
+def has_pending(session: Session) -> bool:
+    return bool(session.info.get(_OUTBOX))
+
+
+@event.listens_for(Session, "after_commit")
+def _send_after_commit(session: Session) -> None:
+    job_ids = session.info.pop(_OUTBOX, None)
+    if job_ids:
+        send_now(job_ids)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_rollback(session: Session) -> None:
+    session.info.pop(_OUTBOX, None)
+
+
+def send_now(job_ids: list[str]) -> None:
+    """Send each job's message and mark it sent; failures are left to the reaper."""
+    from app.core.db import session_scope
+    from app.jobs.repository import JobRepository
+
+    settings = get_settings()
+    celery = get_celery()
+    for job_id in job_ids:
+        before = broker_instance(settings)
+        try:
+            celery.send_task(TRAIN_TASK, args=[job_id])
+        except Exception:
+            logger.exception("could not send job %s; the reaper will send it again", job_id)
+            continue
+        broker = broker_instance(settings)
+        if broker is None or broker != before:
+            continue  # unconfirmed (the broker restarted meanwhile?): the reaper resends it
+        try:
+            with session_scope() as session:
+                JobRepository(session).mark_sent(job_id, broker)
+        except Exception:
+            logger.exception("sent job %s but could not mark it sent", job_id)
 
 
 _celery: Celery | None = None

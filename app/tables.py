@@ -5,12 +5,23 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from app.core.db import Base
+from app.jobs.states import EventType, JobStatus
 
 
 def utcnow() -> datetime:
@@ -38,16 +49,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-class JobStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+def str_enum(enum: type[StrEnum], length: int) -> Enum:
+    """A StrEnum stored as its values in a plain VARCHAR (no CHECK, no native type)."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
 
 
 class Tenant(Base):
@@ -95,7 +106,9 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True, default=JobStatus.queued)
+    status: Mapped[JobStatus] = mapped_column(
+        str_enum(JobStatus, 16), index=True, default=JobStatus.queued
+    )
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -111,10 +124,23 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     model_id: Mapped[str | None] = mapped_column(String(40))
 
+    # Lease and fencing: `attempts` counts claims; (lease_owner, attempts) is the fencing
+    # token every worker write is conditional on. `failures` counts crashes and lost workers
+    # (a warm shutdown is not one) against TUNESERVE_MAX_ATTEMPTS.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Who applied the last finishing transition: after a commit whose answer was lost, a
+    # worker re-reads this to learn whether its own write went through.
+    finished_by: Mapped[str | None] = mapped_column(String(128))
+    # The last complete checkpoint (relative to the jobs directory), written by the lease
+    # holder after the checkpoint is on disk; a resumed attempt starts from it.
+    checkpoint: Mapped[str | None] = mapped_column(String(512))
+    # The broker instance the last message went to (Redis run_id): a restarted broker
+    # without persistence lost it, and the reaper sends it again.
+    enqueued_broker: Mapped[str | None] = mapped_column(String(64))
 
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
@@ -144,7 +170,7 @@ class JobEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     seq: Mapped[int] = mapped_column(Integer)
-    type: Mapped[str] = mapped_column(String(32))
+    type: Mapped[EventType] = mapped_column(str_enum(EventType, 32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

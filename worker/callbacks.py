@@ -1,20 +1,20 @@
-"""Trainer callbacks: per-epoch metrics rows and job events in the database, and stopping on
-request."""
+"""Trainer callbacks: per-epoch metrics rows, job events and the last complete checkpoint in
+the database (each a fenced write of the attempt), and stopping on request."""
 
 import logging
 import math
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from app.core.db import session_scope
-from app.events.repository import EventRepository
-from app.jobs.repository import JobRepository
+from app.jobs.states import EventType, StopReason
 from app.observability.worker import StepMeter
 from app.tables import JobMetric
 from worker.lease import LeaseKeeper
-from worker.retry import retry_db
 
 logger = logging.getLogger(__name__)
 
@@ -22,22 +22,31 @@ logger = logging.getLogger(__name__)
 class JobProgressCallback(TrainerCallback):
     """Writes one metrics row per evaluated epoch and stops training when asked to."""
 
-    def __init__(self, job_id: str, lease: LeaseKeeper, step_delay: float = 0.0) -> None:
-        self.job_id = job_id
+    def __init__(
+        self, lease: LeaseKeeper, jobs_dir: Path | None = None, step_delay: float = 0.0
+    ) -> None:
         self.lease = lease
+        self.job_id = lease.job_id
+        self.jobs_dir = jobs_dir
         self.step_delay = step_delay
         self.started = time.monotonic()
         self.final_metrics: dict[str, float] = {}
         # (loss, steps it covers) of each logged window since the last evaluation
         self.epoch_losses: list[tuple[float, int]] = []
-        self.last_logged_step = 0
+        self.last_window_step = 0
+        # train_loss events are written once per step per job: a resumed attempt replays
+        # steps an earlier attempt already logged.
+        self.last_event_step = 0
         self.step_meter = StepMeter()  # Prometheus step time and throughput
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
         self.lease.progress.total_steps = state.max_steps
-        self.last_logged_step = state.global_step  # a resumed run starts past zero
+        self.last_window_step = state.global_step  # a resumed run starts past zero
+        self.last_event_step = self.lease.write(
+            lambda repo: repo.last_event_step(self.job_id, EventType.train_loss)
+        )
         self._record_progress(state)
         self.step_meter.start(args.train_batch_size * args.gradient_accumulation_steps)
 
@@ -53,7 +62,7 @@ class JobProgressCallback(TrainerCallback):
         self._record_progress(state)
         if self.step_delay:
             time.sleep(self.step_delay)
-        if self._maybe_stop(control) and self.lease.stop_reason == "shutdown":
+        if self._maybe_stop(control) and self.lease.stop_reason is StopReason.shutdown:
             control.should_save = True  # a checkpoint at this step, to resume elsewhere
         return control
 
@@ -64,6 +73,13 @@ class JobProgressCallback(TrainerCallback):
         self._maybe_stop(control)
         return control
 
+    def on_prediction_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        # Evaluation has no stop flag of its own: a cancel (or a lost lease) ends it here.
+        if self.lease.stop_reason in (StopReason.cancelled, StopReason.lease_lost):
+            self.lease.check()
+
     def on_log(
         self,
         args: TrainingArguments,
@@ -73,23 +89,37 @@ class JobProgressCallback(TrainerCallback):
         **kw: Any,
     ) -> None:
         loss = (logs or {}).get("loss")
-        if loss is None or not math.isfinite(loss) or state.global_step <= self.last_logged_step:
+        if loss is None or not math.isfinite(loss) or state.global_step <= self.last_window_step:
             return
-        self.epoch_losses.append((float(loss), state.global_step - self.last_logged_step))
-        self.last_logged_step = state.global_step
+        self.epoch_losses.append((float(loss), state.global_step - self.last_window_step))
+        self.last_window_step = state.global_step
+        if state.global_step <= self.last_event_step:
+            return
+        self.last_event_step = state.global_step
         data = {
             "step": state.global_step,
             "epoch": round(float(state.epoch or 0.0), 4),
             "loss": float(loss),
             "learning_rate": (logs or {}).get("learning_rate"),
         }
-        retry_db(lambda: _append_event(self.job_id, "train_loss", data))
+        self.lease.write(
+            lambda repo: repo.append_event(self.lease.fence, EventType.train_loss, data)
+        )
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
+        """The checkpoint of this step is complete on disk: point the job at it, then drop
+        the attempt's older ones (the Trainer's own rotation would delete the previous one
+        before the job points past it)."""
+        output = Path(str(args.output_dir))
+        folder = output / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         data = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
-        retry_db(lambda: _append_event(self.job_id, "checkpoint_saved", data))
+        location = str(folder.relative_to(self.jobs_dir)) if self.jobs_dir else str(folder)
+        self.lease.write(lambda repo: repo.record_checkpoint(self.lease.fence, location, data))
+        for old in output.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+            if old != folder:
+                shutil.rmtree(old, ignore_errors=True)
 
     def on_evaluate(
         self,
@@ -130,9 +160,10 @@ class JobProgressCallback(TrainerCallback):
             metrics=scores,
             elapsed_seconds=round(time.monotonic() - self.started, 3),
         )
-        retry_db(lambda: _insert_metric(row))
+        self.lease.write(lambda repo: repo.add_metric_once(self.lease.fence, row))
         self.final_metrics = dict(scores, **({"eval_loss": row.eval_loss} if eval_loss else {}))
         logger.info("job %s epoch %s: %s", self.job_id, epoch, scores)
+        self._maybe_stop(control)
         return control
 
     def _record_progress(self, state: TrainerState) -> None:
@@ -145,16 +176,8 @@ class JobProgressCallback(TrainerCallback):
         # Stop now, with no evaluation or metrics row for a partial epoch.
         control.should_training_stop = True
         control.should_evaluate = False
-        control.should_save = False
+        control.should_save = self.lease.stop_reason is StopReason.shutdown and bool(
+            control.should_save
+        )
         control.should_log = False
         return True
-
-
-def _append_event(job_id: str, type: str, data: dict[str, Any]) -> None:
-    with session_scope() as session:
-        EventRepository(session).append(job_id, type, data)
-
-
-def _insert_metric(row: JobMetric) -> None:
-    with session_scope() as session:
-        JobRepository(session).add_metric_once(row)

@@ -54,9 +54,10 @@ def _die_with_parent(**_kwargs: Any) -> None:
 def _install_stop_handler(**_kwargs: Any) -> None:
     # In each pool process: SIGUSR2 from the parent means "stop training at the next step,
     # checkpoint, and give the job back to the queue".
+    from app.jobs.states import StopReason
     from worker.lease import stop_all_training
 
-    signal.signal(signal.SIGUSR2, lambda _sig, _frame: stop_all_training("shutdown"))
+    signal.signal(signal.SIGUSR2, lambda _sig, _frame: stop_all_training(StopReason.shutdown))
 
 
 @worker_process_init.connect

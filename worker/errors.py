@@ -1,5 +1,7 @@
 """Failures a job cannot recover from by retrying (bad data, missing model)."""
 
+from app.jobs.states import StopReason
+
 
 class JobFailure(Exception):
     """Ends the job as failed at once, with a stable code and a message the user can act on."""
@@ -13,6 +15,6 @@ class JobFailure(Exception):
 class TrainingInterrupted(Exception):
     """Training stopped before the end for a reason that is not the job's fault."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: StopReason) -> None:
+        super().__init__(reason.value)
         self.reason = reason

@@ -1,53 +1,88 @@
-"""One delivery of a training message: claim the job, train, and record how it ended."""
+"""One delivery of a training message: claim the job, train, and record how it ended.
+
+Every write is fenced by the attempt's lease (`Fence`), every requeue goes through the outbox
+(`enqueue_after_commit`), and every finishing write that fails is followed by a re-read of
+the job before anything is decided (its commit may have gone through).
+"""
 
 import logging
 import os
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.config import Settings
 from app.core.db import session_scope
-from app.jobs.repository import JobRepository
+from app.core.redact import public_message
+from app.jobs.repository import Fence, JobRepository
 from app.jobs.schemas import JobSpec
+from app.jobs.states import JobStatus, Outcome, RetryReason, StopReason
 from app.models.locator import trained_model_dir
 from app.observability.worker import record_job_finished
-from app.queue import enqueue_training
+from app.queue import enqueue_after_commit
 from app.tables import TrainedModel, new_id
+from worker.attempt import Attempt, adopt_checkpoint, attempt_folder, prune_attempts
 from worker.errors import JobFailure, TrainingInterrupted
 from worker.lease import LeaseKeeper
-from worker.retry import retry_db
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingResultLike(Protocol):
+    model_dir: Path
+    labels: list[str]
+    metrics: dict[str, float]
+
+
+Train = Callable[[Settings, Attempt, LeaseKeeper], TrainingResultLike]
+_OUTCOMES = {
+    JobStatus.succeeded: Outcome.succeeded,
+    JobStatus.failed: Outcome.failed,
+    JobStatus.cancelled: Outcome.cancelled,
+    JobStatus.queued: Outcome.requeued,
+}
 
 
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def run_job(settings: Settings, job_id: str) -> str:
+def _default_train(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> TrainingResultLike:
+    from worker.training import run_training  # torch is imported only where training runs
+
+    return run_training(settings, attempt, lease)
+
+
+def run_job(settings: Settings, job_id: str, train: Train | None = None) -> str:
     """Run the job if this delivery can claim it; returns what happened, for logs and tests."""
     owner = worker_identity()
     with session_scope() as session:
         repo = JobRepository(session)
-        if not repo.claim(job_id, owner, settings.lease_seconds):
-            job = repo.get(job_id)
-            state = "missing" if job is None else job.status
+        fence = repo.claim(job_id, owner, settings.lease_seconds)
+        job = repo.get_fresh(job_id)
+        if fence is None or job is None:
+            state = "missing" if job is None else job.status.value
             logger.info("job %s not claimed (it is %s); message dropped", job_id, state)
-            return f"skipped:{state}"
-        job = repo.get(job_id)
-        assert job is not None
+            return f"{Outcome.skipped}:{state}"
         spec = JobSpec.model_validate(job.spec)
-        attempt = job.attempts
-        tenant_id = job.tenant_id
+        tenant_id, pointer = job.tenant_id, job.checkpoint
 
-    logger.info("claimed job %s as %s (attempt %d)", job_id, owner, attempt)
-    lease = LeaseKeeper(job_id=job_id, owner=owner, settings=settings)
+    folder = attempt_folder(settings, fence)
+    folder.mkdir(parents=True, exist_ok=True)
+    attempt = Attempt(fence, tenant_id, spec, folder, adopt_checkpoint(settings, pointer, folder))
+    prune_attempts(settings, fence)
+    logger.info("claimed job %s as %s (attempt %d)", job_id, owner, fence.attempt)
+    lease = LeaseKeeper(fence=fence, settings=settings)
     lease.start()
-    outcome = "crashed"
+    outcome = Outcome.lease_lost.value
     try:
-        outcome = _train_and_finish(settings, job_id, tenant_id, owner, spec, attempt, lease)
+        outcome = _train_and_finish(settings, attempt, lease, train or _default_train)
         return outcome
     finally:
         lease.close()
@@ -56,28 +91,23 @@ def run_job(settings: Settings, job_id: str) -> str:
 
 
 def _train_and_finish(
-    settings: Settings,
-    job_id: str,
-    tenant_id: str,
-    owner: str,
-    spec: JobSpec,
-    attempt: int,
-    lease: LeaseKeeper,
+    settings: Settings, attempt: Attempt, lease: LeaseKeeper, train: Train
 ) -> str:
-    from worker.training import run_training  # torch is imported only in the process that trains
-
+    fence = attempt.fence
     try:
-        result = run_training(settings, job_id, tenant_id, spec, lease)
+        result = train(settings, attempt, lease)
     except JobFailure as failure:
         code, message = failure.code, failure.message
-        _finish(lambda repo: repo.finish_failed(job_id, owner, code, message))
-        _remove_job_dir(settings, job_id)
-        return f"failed:{code}"
+        ended = _finish(fence, lambda repo: repo.fail(fence, code, message))
+        _remove_job_dir(settings, fence, ended)
+        return f"{Outcome.failed}:{code}" if ended is JobStatus.failed else _outcome(ended)
     except TrainingInterrupted as stop:
-        return _interrupted(settings, job_id, owner, stop.reason)
+        return _interrupted(settings, fence, stop.reason)
     except Exception as exc:
-        return _crashed(settings, job_id, owner, attempt, exc)
+        return _crashed(settings, fence, exc)
 
+    # The commit point: the folder moves into place, then the row makes it a model. A folder
+    # whose row never commits is removed here, or by the sweep if this process dies first.
     lease.beat()  # record the final progress while the lease is still ours
     model_id = new_id("mdl")
     final_dir = trained_model_dir(settings, model_id)
@@ -85,70 +115,89 @@ def _train_and_finish(
     os.replace(result.model_dir, final_dir)  # atomic: predict never sees a partial folder
     model = TrainedModel(
         id=model_id,
-        tenant_id=tenant_id,
-        job_id=job_id,
-        base_model=spec.base_model,
+        tenant_id=attempt.tenant_id,
+        job_id=fence.job_id,
+        base_model=attempt.spec.base_model,
         labels=result.labels,
-        text_pair=spec.text_pair_column is not None,
+        text_pair=attempt.spec.text_pair_column is not None,
         metrics=result.metrics,
     )
-    if not _finish(lambda repo: repo.finish_succeeded(job_id, owner, model)):
-        logger.warning("job %s lost its lease before it could finish; model discarded", job_id)
-        shutil.rmtree(final_dir, ignore_errors=True)
-        return "lease_lost"
-    _remove_job_dir(settings, job_id)
-    return "succeeded"
-
-
-def _interrupted(settings: Settings, job_id: str, owner: str, reason: str) -> str:
-    if reason == "cancelled":
-        _finish(lambda repo: repo.finish_cancelled(job_id, owner))
-        _remove_job_dir(settings, job_id)
-        return "cancelled"
-    if reason == "shutdown":
-        if _finish(
-            lambda repo: repo.release(
-                job_id, owner, "worker_shutdown", "The worker shut down; the job was requeued."
-            )
-        ):
-            _send_again(job_id)
-        return "requeued"
-    return reason
-
-
-def _crashed(settings: Settings, job_id: str, owner: str, attempt: int, exc: Exception) -> str:
-    code = "out_of_memory" if "OutOfMemory" in type(exc).__name__ else "training_error"
-    message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:500] if str(exc) else ''}"
-    logger.exception("job %s attempt %d crashed", job_id, attempt)
-    if attempt >= settings.max_attempts:
-        _finish(
-            lambda repo: repo.finish_failed(
-                job_id, owner, code, f"Training failed on each of {attempt} attempts: {message}"
-            )
+    ended = _finish(fence, lambda repo: repo.succeed(fence, model))
+    if ended is not JobStatus.succeeded:
+        logger.warning(
+            "job %s ended %s before its model committed; model discarded", fence.job_id, ended
         )
-        _remove_job_dir(settings, job_id)
-        return f"failed:{code}"
-    if _finish(lambda repo: repo.release(job_id, owner, code, message)):
-        _send_again(job_id)
-    return "requeued"
+        shutil.rmtree(final_dir, ignore_errors=True)
+    _remove_job_dir(settings, fence, ended)
+    return _outcome(ended)
 
 
-def _finish(action: Callable[[JobRepository], bool]) -> bool:
-    def attempt() -> bool:
-        with session_scope() as session:
-            return bool(action(JobRepository(session)))
-
-    return retry_db(attempt)
-
-
-def _send_again(job_id: str) -> None:
-    try:
-        enqueue_training(job_id)
-        with session_scope() as session:
-            JobRepository(session).mark_enqueued(job_id)
-    except Exception:
-        logger.exception("could not requeue job %s; the reaper will resend it", job_id)
+def _interrupted(settings: Settings, fence: Fence, reason: StopReason) -> str:
+    if reason is StopReason.cancelled:
+        ended = _finish(fence, lambda repo: repo.cancel_running(fence))
+        _remove_job_dir(settings, fence, ended)
+        return _outcome(ended)
+    if reason is StopReason.shutdown:
+        message = "The worker shut down; the job was requeued."
+        return _give_back(settings, fence, RetryReason.worker_shutdown, message)
+    return Outcome.lease_lost.value  # another attempt may own the job: write nothing
 
 
-def _remove_job_dir(settings: Settings, job_id: str) -> None:
-    shutil.rmtree(settings.jobs_dir / job_id, ignore_errors=True)
+def _crashed(settings: Settings, fence: Fence, exc: Exception) -> str:
+    oom = "OutOfMemory" in type(exc).__name__
+    reason = RetryReason.out_of_memory if oom else RetryReason.training_error
+    logger.exception("job %s attempt %d crashed", fence.job_id, fence.attempt)
+    return _give_back(settings, fence, reason, public_message(exc))
+
+
+def _give_back(settings: Settings, fence: Fence, reason: RetryReason, message: str) -> str:
+    def action(repo: JobRepository) -> JobStatus | None:
+        ended = repo.give_back(fence, reason, message, settings.max_attempts)
+        if ended is JobStatus.queued:
+            enqueue_after_commit(repo.session, fence.job_id)
+        return ended
+
+    ended = _finish(fence, action)
+    _remove_job_dir(settings, fence, ended)
+    if ended is JobStatus.failed:
+        return f"{Outcome.failed}:{reason.value}"
+    return _outcome(ended)
+
+
+def _finish(
+    fence: Fence, action: Callable[[JobRepository], JobStatus | None], attempts: int = 8
+) -> JobStatus | None:
+    """A finishing write, retried through a database outage. After a failed try the job is
+    re-read first: the COMMIT may have gone through with only its answer lost, and then the
+    job shows this attempt as the one that finished it (`finished_by`)."""
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope() as session:
+                return action(JobRepository(session))
+        except SQLAlchemyError as exc:
+            if attempt == attempts:
+                raise
+            logger.warning("finishing write for %s failed (try %d): %s", fence.job_id, attempt, exc)
+        time.sleep(delay)
+        delay = min(delay * 2, 15.0)
+        try:
+            with session_scope() as session:
+                job = JobRepository(session).get_fresh(fence.job_id)
+                if job is not None and job.finished_by == fence.owner:
+                    return job.status
+        except SQLAlchemyError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def _outcome(ended: JobStatus | None) -> str:
+    """None: the lease was no longer ours, so nothing was written."""
+    return _OUTCOMES[ended].value if ended is not None else Outcome.lease_lost.value
+
+
+def _remove_job_dir(settings: Settings, fence: Fence, ended: JobStatus | None) -> None:
+    """A job that has ended needs none of its attempts' folders; a requeued one keeps them
+    until its next attempt has adopted the checkpoint (the sweep removes them at the end)."""
+    if ended is not None and ended.is_terminal:
+        shutil.rmtree(settings.jobs_dir / fence.job_id, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,6 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging as hf_logging
 
 from app.core.config import Settings
@@ -25,9 +25,10 @@ from app.core.precision import use_bf16
 from app.core.redact import public_message
 from app.jobs.schemas import Hyperparameters, JobSpec
 from app.models.locator import InvalidModelName, locate_base_model
+from worker.attempt import Attempt
 from worker.callbacks import JobProgressCallback
 from worker.data import LabeledSplits, hub_work_dir, load_splits
-from worker.errors import JobFailure, TrainingInterrupted
+from worker.errors import JobFailure
 from worker.hub import HubUnavailable, fetch_base_model
 from worker.lease import LeaseKeeper
 from worker.metrics import build_compute_metrics
@@ -92,7 +93,12 @@ def _load_base_from(location: str, name: str, labels: list[str]) -> tuple[Any, A
 
 
 def tokenize(
-    frame: pd.DataFrame, spec: JobSpec, labels: list[str], tokenizer: Any, max_length: int
+    frame: pd.DataFrame,
+    spec: JobSpec,
+    labels: list[str],
+    tokenizer: Any,
+    max_length: int,
+    check: Callable[[], None] = lambda: None,
 ) -> datasets.Dataset:
     label_ids = {label: i for i, label in enumerate(labels)}
     columns: dict[str, list[Any]] = {
@@ -104,6 +110,7 @@ def tokenize(
     dataset = datasets.Dataset.from_dict(columns)
 
     def encode(batch: dict[str, list[Any]]) -> Any:
+        check()  # a cancel stops a long tokenization between batches
         return tokenizer(
             batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length
         )
@@ -128,7 +135,9 @@ def training_arguments(settings: Settings, checkpoints: Path, hp: Hyperparameter
         seed=hp.seed,
         eval_strategy="epoch",
         save_strategy="epoch",
-        save_total_limit=1,
+        # No rotation by the Trainer: it would delete the previous checkpoint before the job
+        # points at the new one (JobProgressCallback.on_save rotates after pointing).
+        save_total_limit=None,
         logging_strategy="steps",
         logging_steps=settings.loss_event_every_steps,  # and at each epoch's end (callback)
         report_to="none",
@@ -140,29 +149,26 @@ def training_arguments(settings: Settings, checkpoints: Path, hp: Hyperparameter
     )
 
 
-def run_training(
-    settings: Settings, job_id: str, tenant_id: str, spec: JobSpec, lease: LeaseKeeper
-) -> TrainingResult:
-    """Train, evaluating each epoch; resumes from the job's last checkpoint when there is one."""
-    splits: LabeledSplits = load_splits(settings, tenant_id, spec)
+def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> TrainingResult:
+    """Train, evaluating each epoch; resumes from the job's last complete checkpoint when
+    there is one. A cancel is honoured between every stage and inside each."""
+    spec, job_id = attempt.spec, attempt.job_id
+    splits: LabeledSplits = load_splits(settings, attempt.tenant_id, spec, attempt.folder)
+    lease.check()
     hp = spec.hyperparameters
     set_seed(hp.seed)  # the new classification head is initialised reproducibly
-    tokenizer, model = load_base(settings, spec.base_model, splits.labels)
+    tokenizer, model = load_base(settings, spec.base_model, splits.labels, attempt.folder)
+    lease.check()
     max_length = hp.max_length or min(tokenizer.model_max_length, MAX_DEFAULT_LENGTH)
-    train = tokenize(splits.train, spec, splits.labels, tokenizer, max_length)
-    validation = tokenize(splits.validation, spec, splits.labels, tokenizer, max_length)
-
-    job_dir = settings.jobs_dir / job_id
-    checkpoints = job_dir / "checkpoints"
-    args = training_arguments(settings, checkpoints, spec.hyperparameters)
-    logger.info(
-        "job %s trains in %s (precision %r), %s batches",
-        job_id,
-        "bf16" if args.bf16 else "fp32",
-        hp.precision,
-        "length-grouped" if hp.group_by_length else "random",
+    train = tokenize(splits.train, spec, splits.labels, tokenizer, max_length, lease.check)
+    validation = tokenize(
+        splits.validation, spec, splits.labels, tokenizer, max_length, lease.check
     )
-    progress = JobProgressCallback(job_id, lease, settings.fault_injection_step_delay_seconds)
+
+    args = training_arguments(settings, attempt.checkpoints, spec.hyperparameters)
+    progress = JobProgressCallback(
+        lease, settings.jobs_dir, settings.fault_injection_step_delay_seconds
+    )
     trainer = Trainer(
         model=model,
         args=args,
@@ -174,21 +180,23 @@ def run_training(
         callbacks=[progress],
     )
     logger.info(
-        "job %s trains %d examples with %d torch threads, %s, %s batches",
+        "job %s trains %d examples with %d torch threads, %s (precision %r), %s batches",
         job_id,
         len(train),
         torch.get_num_threads(),
         "bf16 autocast" if args.bf16 else "fp32",
+        hp.precision,
         args.train_sampling_strategy,
     )
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if last:
-        logger.info("job %s resumes from %s", job_id, last)
-    trainer.train(resume_from_checkpoint=last)
-    if lease.stop_reason is not None:
-        raise TrainingInterrupted(lease.stop_reason)
+    if attempt.resume_from is not None:
+        logger.info("job %s resumes from %s", job_id, attempt.resume_from)
+    lease.check()
+    trainer.train(resume_from_checkpoint=str(attempt.resume_from) if attempt.resume_from else None)
+    lease.check()
 
-    staging = job_dir / "model.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    trainer.save_model(str(staging))  # safetensors weights, config with labels, tokenizer
-    return TrainingResult(model_dir=staging, labels=splits.labels, metrics=progress.final_metrics)
+    shutil.rmtree(attempt.staging, ignore_errors=True)
+    trainer.save_model(str(attempt.staging))  # safetensors weights, config, tokenizer
+    lease.check()
+    return TrainingResult(
+        model_dir=attempt.staging, labels=splits.labels, metrics=progress.final_metrics
+    )

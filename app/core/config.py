@@ -25,7 +25,13 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = 5.0
     lease_seconds: float = 60.0
     reaper_interval_seconds: float = 15.0
-    requeue_queued_after_seconds: float = 600.0
+    # A queued job's message is sent again when it is lost (never confirmed sent, or sent to
+    # a Redis that has restarted since). This adds a resend after so long in any case (0: off).
+    requeue_queued_after_seconds: float = 0.0
+    # Leftovers no row owns (model folders of commits that never happened, upload temp files,
+    # folders of finished jobs) are removed every sweep interval, once older than the grace.
+    sweep_interval_seconds: float = 600.0
+    sweep_grace_seconds: float = 900.0
     max_attempts: int = 3
     visibility_timeout_seconds: int = 6 * 3600
 
@@ -60,6 +66,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = 2 * 1024 * 1024  # JSON bodies; uploads have their own limit
     max_upload_bytes: int = 200 * 1024 * 1024
     max_upload_rows: int = 1_000_000
+    # Columns of an uploaded file, and characters of one line of it (also of a quoted CSV record
+    # over several lines, and of a JSON Lines file's column names together): the upload check
+    # holds one line at a time, so these bound its memory whatever the file's size.
+    max_upload_columns: int = 1000
+    max_upload_line_chars: int = 1024 * 1024
     max_labels: int = 100
     max_epochs: int = 50
     max_batch_size: int = 256
@@ -78,6 +89,14 @@ class Settings(BaseSettings):
 
     # When set, GET /metrics needs `Authorization: Bearer <token>` (it counts every tenant's jobs).
     metrics_token: str | None = None
+
+    # Event streams (GET /v1/jobs/{id}/events/stream), per API process: open at once per
+    # tenant (429 `too_many_streams` beyond), the longest a stream lasts before the client
+    # reconnects with Last-Event-ID, and how often the keys of open streams are re-checked
+    # (a revoked key's streams end at most this much later).
+    max_streams_per_tenant: int = 50
+    stream_max_seconds: float = 3600.0
+    stream_key_check_seconds: float = 5.0
 
     @property
     def resolved_data_dir(self) -> Path:

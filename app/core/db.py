@@ -47,7 +47,34 @@ def get_engine() -> Engine:
 
 @lru_cache
 def get_sessionmaker() -> sessionmaker[Session]:
+    import app.queue  # noqa: F401  (registers the outbox: messages sent after each commit)
+
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
+
+
+_WROTE = "tuneserve_wrote"
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_write(state: Any) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_flush")
+def _note_flush(session: Session, _context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _clear_write_note(session: Session) -> None:
+    session.info.pop(_WROTE, None)
+
+
+def has_writes(session: Session) -> bool:
+    """Whether the session's transaction wrote anything (its commit then does real work)."""
+    return bool(session.info.get(_WROTE))
 
 
 @contextmanager

@@ -17,7 +17,11 @@ class EventRepository:
         if self.session.get_bind().dialect.name == "postgresql":
             # SQLite has one writer at a time; there this select would only widen the window
             # in which another connection's commit makes ours fail.
-            self.session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+            # FOR NO KEY UPDATE: the same lock a job UPDATE takes (every writer takes it on the
+            # job's row first), and no conflict with the key-share locks of foreign keys.
+            self.session.execute(
+                select(Job.id).where(Job.id == job_id).with_for_update(key_share=True)
+            )
         next_seq = (
             select(func.coalesce(func.max(JobEvent.seq), 0) + 1)
             .where(JobEvent.job_id == job_id)
@@ -43,6 +47,15 @@ class EventRepository:
             .order_by(JobEvent.seq)
         )
         return list(self.session.scalars(query))
+
+    def last_of_type(self, job_id: str, type: str) -> JobEvent | None:
+        query = (
+            select(JobEvent)
+            .where(JobEvent.job_id == job_id, JobEvent.type == type)
+            .order_by(JobEvent.seq.desc())
+            .limit(1)
+        )
+        return self.session.scalar(query)
 
     def list_after(self, job_id: str, after_seq: int, limit: int) -> list[JobEvent]:
         query = (

@@ -11,9 +11,8 @@ from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import V1_ERRORS
 from app.jobs import service
 from app.jobs.chart import render_png
-from app.jobs.repository import JobRepository
+from app.jobs.deps import OwnedJobDep
 from app.jobs.schemas import JobList, JobRead, JobSpec, JobStatusName, MetricList
-from app.queue import enqueue_training
 
 logger = logging.getLogger(__name__)
 router = APIRouter(
@@ -35,18 +34,8 @@ def create_job(
 ) -> JobRead:
     """Queue a fine-tune job. The same Idempotency-Key and body return the same job."""
     job, created = service.create_job(session, settings, principal.tenant_id, spec, idempotency_key)
-    session.commit()
     if not created:
         response.status_code = 200
-        return service.to_read(job)
-    # The message goes out only after the row is committed; if sending fails, the job stays
-    # queued and the reaper sends it again.
-    try:
-        enqueue_training(job.id)
-        JobRepository(session).mark_enqueued(job.id)
-        session.commit()
-    except Exception:
-        logger.exception("could not enqueue job %s; the reaper will retry", job.id)
     return service.to_read(job)
 
 
@@ -65,16 +54,14 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobRead)
-def get_job(session: SessionDep, principal: PrincipalDep, job_id: str) -> JobRead:
-    return service.to_read(service.get_job(session, principal.tenant_id, job_id))
+def get_job(job: OwnedJobDep) -> JobRead:
+    return service.to_read(job)
 
 
 @router.post("/{job_id}/cancel", response_model=JobRead)
-def cancel_job(session: SessionDep, principal: PrincipalDep, job_id: str) -> JobRead:
-    """Cancel a queued job at once, or a running one at its next training step."""
-    job = service.cancel_job(session, principal.tenant_id, job_id)
-    session.commit()
-    return service.to_read(job)
+def cancel_job(session: SessionDep, job: OwnedJobDep) -> JobRead:
+    """Cancel a queued job at once, or a running one at its next step (in any stage)."""
+    return service.to_read(service.cancel_job(session, job))
 
 
 @router.get(
@@ -82,17 +69,15 @@ def cancel_job(session: SessionDep, principal: PrincipalDep, job_id: str) -> Job
     response_class=Response,
     responses={200: {"content": {"image/png": {}}, "description": "The training curves"}},
 )
-async def metrics_chart(session: SessionDep, principal: PrincipalDep, job_id: str) -> Response:
+async def metrics_chart(session: SessionDep, job: OwnedJobDep) -> Response:
     """Train loss (every few steps), eval loss and each metric per epoch, as a PNG."""
-    title, curves = await run_in_threadpool(
-        service.metrics_chart, session, principal.tenant_id, job_id
-    )
+    title, curves = await run_in_threadpool(service.metrics_chart, session, job)
     session.close()
     png = await run_in_threadpool(render_png, title, curves)
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/{job_id}/metrics", response_model=MetricList)
-def list_metrics(session: SessionDep, principal: PrincipalDep, job_id: str) -> MetricList:
+def list_metrics(session: SessionDep, job: OwnedJobDep) -> MetricList:
     """One row per finished epoch, written while the job trains."""
-    return service.list_metrics(session, principal.tenant_id, job_id)
+    return service.list_metrics(session, job)

@@ -1,56 +1,52 @@
-"""Recovers jobs whose worker died (expired lease) or whose queue message was lost.
+"""Recovers jobs whose worker died (expired lease) or whose queue message was lost, and
+sweeps leftovers on disk.
 
-Runs as a daemon thread in the API and in every worker; each action is a conditional update,
-so several reapers never act twice on one job.
+Runs as a daemon thread in the API and in every worker. Each action is a conditional update
+judged by the database's clock, so several reapers never act twice on one job and no
+machine's own clock matters.
 """
 
 import logging
 import threading
-from datetime import timedelta
-
-from celery import Celery
+import time
 
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.jobs.repository import JobRepository
-from app.queue import enqueue_training
-from app.tables import utcnow
+from app.jobs.states import JobStatus
+from app.jobs.sweep import sweep_leftovers
+from app.queue import broker_instance, enqueue_after_commit
 
 logger = logging.getLogger(__name__)
+# A new job's own request sends its message right after its commit: leave it that long.
+SEND_GRACE_SECONDS = 30.0
 
 
-def reap_once(settings: Settings, celery: Celery | None = None) -> dict[str, int]:
-    """One pass; returns counts of requeued, failed and resent jobs."""
-    counts = {"requeued": 0, "failed": 0, "resent": 0}
-    requeued: list[str] = []
+def reap_once(settings: Settings) -> dict[str, int]:
+    """One pass; returns counts of requeued, failed, cancelled and resent jobs."""
+    counts = {"requeued": 0, "failed": 0, "cancelled": 0, "resent": 0}
     with session_scope() as session:
-        repo = JobRepository(session)
-        for job in repo.expired_running():
-            if job.attempts >= settings.max_attempts:
-                if repo.fail_expired(
-                    job.id,
-                    "worker_lost",
-                    f"The worker running this job stopped responding on each of "
-                    f"{job.attempts} attempts.",
-                ):
-                    counts["failed"] += 1
-            elif repo.requeue_expired(job.id):
-                counts["requeued"] += 1
-                requeued.append(job.id)
-    for job_id in requeued:
-        enqueue_training(job_id, celery)
+        expired = JobRepository(session).expired_running()
+    for job_id in expired:
         with session_scope() as session:
-            JobRepository(session).mark_enqueued(job_id)
-    older_than = utcnow() - timedelta(seconds=settings.requeue_queued_after_seconds)
+            repo = JobRepository(session)
+            ended = repo.reap(job_id, settings.max_attempts)
+            if ended is JobStatus.queued:
+                enqueue_after_commit(session, job_id)
+        if ended is not None:
+            counts[{"queued": "requeued"}.get(ended.value, ended.value)] += 1
+    broker = broker_instance(settings)
     with session_scope() as session:
-        repo = JobRepository(session)
-        stale = [job.id for job in repo.stale_queued(older_than)]
-    for job_id in stale:
+        lost = JobRepository(session).messages_to_resend(
+            broker, SEND_GRACE_SECONDS, settings.requeue_queued_after_seconds
+        )
+    for job_id in lost:
         with session_scope() as session:
-            if not JobRepository(session).claim_resend(job_id, older_than):
-                continue
-        enqueue_training(job_id, celery)
-        counts["resent"] += 1
+            if JobRepository(session).claim_resend(
+                job_id, broker, SEND_GRACE_SECONDS, settings.requeue_queued_after_seconds
+            ):
+                enqueue_after_commit(session, job_id)
+                counts["resent"] += 1
     if any(counts.values()):
         logger.info("reaper: %s", counts)
     return counts
@@ -58,9 +54,13 @@ def reap_once(settings: Settings, celery: Celery | None = None) -> dict[str, int
 
 def start_reaper_thread(settings: Settings, stop: threading.Event) -> threading.Thread:
     def loop() -> None:
+        last_sweep = time.monotonic()
         while not stop.wait(settings.reaper_interval_seconds):
             try:
                 reap_once(settings)
+                if time.monotonic() - last_sweep >= settings.sweep_interval_seconds:
+                    last_sweep = time.monotonic()
+                    sweep_leftovers(settings)
             except Exception:
                 logger.exception("reaper pass failed; retrying next interval")
 

@@ -1,21 +1,44 @@
 """Queries on jobs and their metrics rows, including the worker's lease protocol.
 
-A worker owns a running job through a lease (owner + expiry) that it renews while it trains;
-every write a worker makes is conditional on still holding the lease, so a job whose lease was
-taken over can never be finished twice. Every change of state appends its event to the job's
-event log in the same transaction.
+A worker owns a running job through a lease that it renews while it trains. Its fencing token
+(`Fence`: owner + attempt) is part of the WHERE of every write it makes, so a worker whose
+lease was taken over can write nothing more. Lease times come from the database's clock
+(`db_now`). Every change of status is a `Transition` from app/jobs/states.py, applied as one
+conditional UPDATE plus its event in one transaction; the job's row is always the first row a
+transaction locks (one lock order, no deadlocks on PostgreSQL).
 """
 
 import base64
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.core.clock import db_now
 from app.events.repository import EventRepository
-from app.tables import Job, JobMetric, JobStatus, TrainedModel, utcnow
+from app.jobs.states import (
+    CANCEL_QUEUED,
+    CANCEL_RUNNING,
+    CLAIM,
+    FAIL,
+    REAP_CANCEL,
+    REAP_FAIL,
+    REAP_REQUEUE,
+    RELEASE,
+    SUCCEED,
+    EventType,
+    JobStatus,
+    RetryReason,
+    Transition,
+)
+from app.tables import Job, JobMetric, TrainedModel, utcnow
+
+# A row of RETURNING values (attempts, failures, cancel_requested, checkpoint: as selected).
+JobRow = Any
 
 
 def encode_cursor(job: Job) -> str:
@@ -24,33 +47,56 @@ def encode_cursor(job: Job) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Raise ValueError when the cursor was not made by encode_cursor."""
-    padded = cursor + "=" * (-len(cursor) % 4)
-    created, _, job_id = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
-    created_at = datetime.fromisoformat(created)
-    if not job_id or created_at.tzinfo is None:
+    """Raise ValueError when the cursor was not made by encode_cursor (forged, truncated)."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, _, job_id = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
+        parsed = datetime.fromisoformat(created)
+        # Compared in UTC: an offset can push a date at the range's edge past it (OverflowError).
+        created_at = parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError) as exc:  # binascii.Error, UnicodeError: ValueErrors
+        raise ValueError("bad cursor") from exc
+    # An id as new_id makes them: job_ and hex digits (no NUL or other bytes a database refuses).
+    suffix = job_id.removeprefix("job_")
+    if created_at is None or suffix == job_id or not _is_hex(suffix) or len(job_id) > 40:
         raise ValueError("bad cursor")
     return created_at, job_id
+
+
+def _is_hex(text: str) -> bool:
+    return text != "" and all(char in "0123456789abcdef" for char in text)
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The fencing token of one attempt: every write of its worker is conditional on it."""
+
+    job_id: str
+    owner: str
+    attempt: int
 
 
 class JobRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    # --- API side -----------------------------------------------------------------------
-    def add(self, job: Job) -> Job:
-        self.session.add(job)
-        self.session.flush()
-        self.events.append(job.id, "queued")
-        return job
-
     @property
     def events(self) -> EventRepository:
         return EventRepository(self.session)
 
+    # --- API side -----------------------------------------------------------------------
+    def add(self, job: Job) -> Job:
+        self.session.add(job)
+        self.session.flush()
+        self.events.append(job.id, EventType.queued)
+        return job
+
     def get(self, job_id: str) -> Job | None:
         """Any tenant's job: for the worker and the reaper, never for an API caller."""
         return self.session.get(Job, job_id)
+
+    def get_fresh(self, job_id: str) -> Job | None:
+        return self.session.get(Job, job_id, populate_existing=True)
 
     def get_owned(self, tenant_id: str, job_id: str) -> Job | None:
         return self.session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
@@ -95,155 +141,138 @@ class JobRepository:
             )
         return list(self.session.scalars(query))
 
-    def mark_enqueued(self, job_id: str) -> None:
-        self.session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=utcnow()))
-
-    def claim_resend(self, job_id: str, older_than: datetime) -> bool:
-        """Compare-and-set on enqueued_at, so that of several reapers only one resends."""
-        result = self.session.execute(
-            update(Job)
-            .where(
-                Job.id == job_id,
-                Job.status == JobStatus.queued,
-                or_(Job.enqueued_at.is_(None), Job.enqueued_at < older_than),
-            )
-            .values(enqueued_at=utcnow())
-        )
-        return _rowcount(result) == 1
-
-    def cancel_queued(self, job_id: str) -> bool:
-        """Cancel a job no worker holds; False when it is no longer queued."""
-        now = utcnow()
-        result = self.session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.queued)
-            .values(status=JobStatus.cancelled, cancel_requested=True, finished_at=now)
-        )
-        return self._changed(result, job_id, "cancelled", {"while": "queued"})
-
-    def request_cancel(self, job_id: str) -> bool:
-        """Ask the worker of a running job to stop at its next step."""
-        result = self.session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.running)
-            .values(cancel_requested=True)
-        )
-        return self._changed(result, job_id, "cancel_requested")
-
     def list_metrics(self, job_id: str) -> list[JobMetric]:
         query = select(JobMetric).where(JobMetric.job_id == job_id).order_by(JobMetric.epoch)
         return list(self.session.scalars(query))
 
-    # --- worker side --------------------------------------------------------------------
-    def claim(self, job_id: str, owner: str, lease_seconds: float) -> bool:
-        """Take the job if it is queued, or running under an expired lease."""
-        now = utcnow()
+    def cancel(self, job_id: str) -> bool:
+        """A queued job ends `cancelled` at once; a running one is asked to stop (its worker,
+        or the reaper if the worker is gone, ends it). False when it has already ended."""
+        if self._apply(
+            CANCEL_QUEUED,
+            job_id,
+            values={"cancel_requested": True, "finished_at": db_now()},
+            data={"while": "queued"},
+        ):
+            return True
         result = self.session.execute(
             update(Job)
             .where(
                 Job.id == job_id,
+                Job.status == JobStatus.running,
                 Job.cancel_requested.is_(False),
-                or_(
-                    Job.status == JobStatus.queued,
-                    and_(Job.status == JobStatus.running, Job.lease_expires_at < now),
-                ),
             )
-            .values(
-                status=JobStatus.running,
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                attempts=Job.attempts + 1,
-                started_at=now,
-                error_code=None,
-                error_message=None,
-            )
-            .returning(Job.attempts)
+            .values(cancel_requested=True)
+            .returning(Job.id)
         )
-        attempts = result.scalar_one_or_none()
-        if attempts is None:
-            return False
-        self.events.append(job_id, "started", {"attempt": attempts, "worker": owner})
-        return True
+        if result.first() is not None:
+            self.events.append(job_id, EventType.cancel_requested)
+            return True
+        job = self.get_fresh(job_id)
+        return job is not None and not job.status.is_terminal
 
-    def renew_lease(
-        self, job_id: str, owner: str, lease_seconds: float, progress: dict[str, Any]
-    ) -> Job | None:
-        """Extend the lease and record progress; None when the lease is no longer ours."""
+    # --- transitions --------------------------------------------------------------------
+    def _apply(
+        self,
+        transition: Transition,
+        job_id: str,
+        *,
+        values: dict[str, Any] | None = None,
+        data: dict[str, Any] | Callable[[JobRow], dict[str, Any]] | None = None,
+        fence: Fence | None = None,
+        where: tuple[ColumnElement[bool], ...] = (),
+    ) -> JobRow | None:
+        """One conditional UPDATE from the transition's sources to its target, plus its event
+        in the same transaction; None when the job was not in a state that allows it."""
+        conditions = [Job.id == job_id, Job.status.in_(transition.sources), *where]
+        if transition.fenced:
+            if fence is None:
+                raise ValueError(f"transition {transition.name} needs the lease's fence")
+            conditions += _fenced(fence)
         result = self.session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.running)
-            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds), **progress)
+            .where(*conditions)
+            .values(status=transition.target, **(values or {}))
+            .returning(Job.attempts, Job.failures, Job.cancel_requested)
         )
-        if _rowcount(result) != 1:
-            return None
-        return self.session.get(Job, job_id, populate_existing=True)
+        row = result.first()
+        if row is not None:
+            self.events.append(job_id, transition.event, data(row) if callable(data) else data)
+        return row
 
-    def _finish(
-        self, job_id: str, owner: str, event: tuple[str, dict[str, Any]], **values: Any
-    ) -> bool:
-        result = self.session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.running)
-            .values(lease_owner=None, lease_expires_at=None, **values)
-        )
-        return self._changed(result, job_id, *event)
-
-    def finish_succeeded(self, job_id: str, owner: str, model: TrainedModel) -> bool:
-        if not self._finish(
+    # --- worker side --------------------------------------------------------------------
+    def claim(self, job_id: str, owner: str, lease_seconds: float) -> Fence | None:
+        """Take a queued job under a new lease; None when it is not queued (or was cancelled
+        while queued: it ends `cancelled` here)."""
+        if self._apply(
+            CANCEL_QUEUED,
             job_id,
-            owner,
-            ("succeeded", {"model_id": model.id}),
-            status=JobStatus.succeeded,
-            finished_at=utcnow(),
-            model_id=model.id,
+            values={"finished_at": db_now()},
+            data={"while": "queued"},
+            where=(Job.cancel_requested.is_(True),),
         ):
-            return False
-        self.session.add(model)
-        self.session.flush()
-        return True
-
-    def finish_failed(self, job_id: str, owner: str, code: str, message: str) -> bool:
-        return self._finish(
+            return None
+        row = self._apply(
+            CLAIM,
             job_id,
-            owner,
-            ("failed", {"code": code, "message": message}),
-            status=JobStatus.failed,
-            finished_at=utcnow(),
-            error_code=code,
-            error_message=message,
+            values={
+                "lease_owner": owner,
+                "lease_expires_at": db_now(lease_seconds),
+                "attempts": Job.attempts + 1,
+                "started_at": db_now(),
+                "error_code": None,
+                "error_message": None,
+                "finished_by": None,
+            },
+            where=(Job.cancel_requested.is_(False),),
+            data=lambda row: {"attempt": int(row.attempts), "worker": owner},
         )
+        return None if row is None else Fence(job_id, owner, int(row.attempts))
 
-    def finish_cancelled(self, job_id: str, owner: str) -> bool:
-        return self._finish(
-            job_id,
-            owner,
-            ("cancelled", {"while": "running"}),
-            status=JobStatus.cancelled,
-            finished_at=utcnow(),
+    def guard(self, fence: Fence) -> JobRow | None:
+        """Lock the job's row if `fence` still holds its lease (None otherwise). Every worker
+        write starts with this, so it is fenced and the row is always the first lock taken."""
+        result = self.session.execute(
+            update(Job)
+            .where(Job.id == fence.job_id, Job.status == JobStatus.running, *_fenced(fence))
+            .values(lease_owner=Job.lease_owner)
+            .returning(Job.cancel_requested, Job.failures, Job.checkpoint)
         )
+        return result.first()
 
-    def release(self, job_id: str, owner: str, code: str, message: str) -> bool:
-        """Give a running job back to the queue (warm shutdown, retryable error)."""
-        return self._finish(
-            job_id,
-            owner,
-            ("retried", {"reason": code, "message": message}),
-            status=JobStatus.queued,
-            error_code=code,
-            error_message=message,
+    def renew(self, fence: Fence, lease_seconds: float, progress: dict[str, Any]) -> bool | None:
+        """Extend the lease and record progress: whether a cancel was requested, or None when
+        the lease is no longer ours."""
+        result = self.session.execute(
+            update(Job)
+            .where(Job.id == fence.job_id, Job.status == JobStatus.running, *_fenced(fence))
+            .values(lease_expires_at=db_now(lease_seconds), **progress)
+            .returning(Job.cancel_requested)
         )
+        row = result.first()
+        return None if row is None else bool(row.cancel_requested)
 
-    def _changed(
-        self, result: Any, job_id: str, event: str, data: dict[str, Any] | None = None
-    ) -> bool:
-        """True when the update hit the job; then its event is appended."""
-        if _rowcount(result) != 1:
-            return False
-        self.events.append(job_id, event, data)
-        return True
+    def append_event(self, fence: Fence, type: EventType, data: dict[str, Any]) -> None:
+        if self.guard(fence) is None:
+            raise LeaseLost(fence.job_id)
+        self.events.append(fence.job_id, type, data)
 
-    def add_metric_once(self, row: JobMetric) -> None:
+    def last_event_step(self, job_id: str, type: EventType) -> int:
+        """The `step` of the job's last event of this type (0 if none)."""
+        event = self.events.last_of_type(job_id, type)
+        return int(event.data.get("step", 0)) if event is not None else 0
+
+    def record_checkpoint(self, fence: Fence, path: str, data: dict[str, Any]) -> None:
+        """Point the job at a complete checkpoint; only the lease holder may."""
+        if self.guard(fence) is None:
+            raise LeaseLost(fence.job_id)
+        self.session.execute(update(Job).where(Job.id == fence.job_id).values(checkpoint=path))
+        self.events.append(fence.job_id, EventType.checkpoint_saved, data)
+
+    def add_metric_once(self, fence: Fence, row: JobMetric) -> None:
         """Insert an epoch's metrics unless a row for that epoch exists (a resumed run)."""
+        if self.guard(fence) is None:
+            raise LeaseLost(fence.job_id)
         values: dict[str, Any] = {
             "epoch": row.epoch,
             "step": row.step,
@@ -256,65 +285,236 @@ class JobRepository:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         inserted = self.session.execute(
             insert(JobMetric)
-            .values(job_id=row.job_id, created_at=utcnow(), **values)
+            .values(job_id=fence.job_id, created_at=utcnow(), **values)
             .on_conflict_do_nothing(index_elements=["job_id", "epoch"])
             .returning(JobMetric.id)  # psycopg reports no rowcount for ON CONFLICT DO NOTHING
         ).scalar_one_or_none()
         if inserted is not None:
-            self.events.append(row.job_id, "epoch_finished", values)
+            self.events.append(fence.job_id, EventType.epoch_finished, values)
+
+    def succeed(self, fence: Fence, model: TrainedModel) -> JobStatus | None:
+        """Register the model and end the job `succeeded`: the commit point of a model. A
+        cancel requested before it wins: the job ends `cancelled` and the model is not
+        registered. None when the lease was no longer ours."""
+        state = self.guard(fence)
+        if state is None:
+            return None
+        if state.cancel_requested:
+            return self.cancel_running(fence)
+        if not self._apply(
+            SUCCEED,
+            fence.job_id,
+            fence=fence,
+            values={**_ended(fence), "model_id": model.id},
+            data={"model_id": model.id},
+        ):
+            return None
+        self.session.add(model)
+        self.session.flush()
+        return JobStatus.succeeded
+
+    def fail(self, fence: Fence, code: str, message: str) -> JobStatus | None:
+        """End the job `failed` (or `cancelled`, when a cancel was requested)."""
+        state = self.guard(fence)
+        if state is None:
+            return None
+        if state.cancel_requested:
+            return self.cancel_running(fence)
+        done = self._apply(
+            FAIL,
+            fence.job_id,
+            fence=fence,
+            values={**_ended(fence), "error_code": code, "error_message": message},
+            data={"code": code, "message": message},
+        )
+        return JobStatus.failed if done else None
+
+    def cancel_running(self, fence: Fence) -> JobStatus | None:
+        done = self._apply(
+            CANCEL_RUNNING,
+            fence.job_id,
+            fence=fence,
+            values=_ended(fence),
+            data={"while": "running"},
+        )
+        return JobStatus.cancelled if done else None
+
+    def give_back(
+        self, fence: Fence, reason: RetryReason, message: str, max_failures: int
+    ) -> JobStatus | None:
+        """Hand a running job back after a crash or a warm shutdown: `cancelled` if a cancel
+        was requested, `failed` once crashes reach `max_failures`, else `queued` (to be sent
+        again by the caller's outbox). None when the lease was no longer ours."""
+        state = self.guard(fence)
+        if state is None:
+            return None
+        failure = reason is not RetryReason.worker_shutdown
+        return self._end_or_requeue(
+            fence.job_id, state, reason, message, max_failures, failure, fence=fence
+        )
+
+    def _end_or_requeue(
+        self,
+        job_id: str,
+        state: JobRow,
+        reason: RetryReason,
+        message: str,
+        max_failures: int,
+        failure: bool,
+        fence: Fence | None = None,
+        where: tuple[ColumnElement[bool], ...] = (),
+    ) -> JobStatus | None:
+        failures = int(state.failures) + (1 if failure else 0)
+        cancel, fail, requeue = (
+            (CANCEL_RUNNING, FAIL, RELEASE) if fence else (REAP_CANCEL, REAP_FAIL, REAP_REQUEUE)
+        )
+        ended: dict[str, Any] = (
+            _ended(fence)
+            if fence
+            else {"lease_owner": None, "lease_expires_at": None, "finished_at": db_now()}
+        )
+        if state.cancel_requested:
+            done = self._apply(
+                cancel, job_id, fence=fence, where=where, values=ended, data={"while": "running"}
+            )
+            return JobStatus.cancelled if done else None
+        if failure and failures >= max_failures:
+            text = f"Training failed on each of {failures} attempts: {message}"
+            done = self._apply(
+                fail,
+                job_id,
+                fence=fence,
+                where=where,
+                values={
+                    **ended,
+                    "failures": failures,
+                    "error_code": reason.value,
+                    "error_message": text,
+                },
+                data={"code": reason.value, "message": text},
+            )
+            return JobStatus.failed if done else None
+        done = self._apply(
+            requeue,
+            job_id,
+            fence=fence,
+            where=where,
+            values={
+                "lease_owner": None,
+                "lease_expires_at": None,
+                "finished_by": fence.owner if fence else None,
+                "failures": failures,
+                "error_code": reason.value,
+                "error_message": message,
+                "enqueued_at": None,
+                "enqueued_broker": None,
+            },
+            data={"reason": reason.value, "message": message, "failures": failures},
+        )
+        return JobStatus.queued if done else None
 
     # --- reaper -------------------------------------------------------------------------
-    def expired_running(self, limit: int = 100) -> list[Job]:
+    def expired_running(self, limit: int = 100) -> list[str]:
         query = (
-            select(Job)
-            .where(Job.status == JobStatus.running, Job.lease_expires_at < utcnow())
+            select(Job.id)
+            .where(Job.status == JobStatus.running, Job.lease_expires_at < db_now())
             .limit(limit)
         )
         return list(self.session.scalars(query))
 
-    def requeue_expired(self, job_id: str) -> bool:
-        result = self.session.execute(
+    def reap(self, job_id: str, max_failures: int) -> JobStatus | None:
+        """End or requeue a running job whose lease has expired by the database's clock."""
+        expired = (Job.lease_expires_at < db_now(),)
+        state = self.session.execute(
             update(Job)
-            .where(
-                Job.id == job_id, Job.status == JobStatus.running, Job.lease_expires_at < utcnow()
-            )
-            .values(
-                status=JobStatus.queued, lease_owner=None, lease_expires_at=None, enqueued_at=None
-            )
+            .where(Job.id == job_id, Job.status == JobStatus.running, *expired)
+            .values(lease_owner=Job.lease_owner)
+            .returning(Job.cancel_requested, Job.failures, Job.checkpoint)
+        ).first()
+        if state is None:
+            return None
+        message = "The worker running this job stopped renewing its lease."
+        return self._end_or_requeue(
+            job_id, state, RetryReason.worker_lost, message, max_failures, True, where=expired
         )
-        return self._changed(result, job_id, "retried", {"reason": "worker_lost"})
 
-    def fail_expired(self, job_id: str, code: str, message: str) -> bool:
-        result = self.session.execute(
+    # --- the outbox's bookkeeping (app/queue.py) ------------------------------------------
+    def mark_sent(self, job_id: str, broker: str) -> None:
+        self.session.execute(
             update(Job)
-            .where(
-                Job.id == job_id, Job.status == JobStatus.running, Job.lease_expires_at < utcnow()
-            )
-            .values(
-                status=JobStatus.failed,
-                lease_owner=None,
-                lease_expires_at=None,
-                finished_at=utcnow(),
-                error_code=code,
-                error_message=message,
-            )
+            .where(Job.id == job_id, Job.status == JobStatus.queued)
+            .values(enqueued_at=db_now(), enqueued_broker=broker)
         )
-        return self._changed(result, job_id, "failed", {"code": code, "message": message})
 
-    def stale_queued(self, older_than: datetime, limit: int = 100) -> list[Job]:
-        """Queued jobs never enqueued, or enqueued long ago (their message may be lost)."""
+    def messages_to_resend(
+        self, broker: str | None, grace_seconds: float, resend_after_seconds: float
+    ) -> list[str]:
+        """Queued jobs whose message is lost: never confirmed sent within the grace, sent to
+        a broker instance that has since restarted (`broker` is the current one), or, when
+        set, sent longer ago than `resend_after_seconds`."""
         query = (
-            select(Job)
+            select(Job.id)
             .where(
                 Job.status == JobStatus.queued,
-                or_(Job.enqueued_at.is_(None), Job.enqueued_at < older_than),
-                Job.created_at < utcnow() - timedelta(seconds=5),
+                _message_lost(broker, grace_seconds, resend_after_seconds),
             )
             .order_by(Job.created_at)
-            .limit(limit)
+            .limit(100)
         )
         return list(self.session.scalars(query))
 
+    def claim_resend(
+        self, job_id: str, broker: str | None, grace_seconds: float, resend_after_seconds: float
+    ) -> bool:
+        """Compare-and-set, so that of several reapers only one resends a job's message."""
+        result = self.session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.status == JobStatus.queued,
+                _message_lost(broker, grace_seconds, resend_after_seconds),
+            )
+            .values(enqueued_at=db_now(), enqueued_broker=None)
+            .returning(Job.id)
+        )
+        return result.first() is not None
 
-def _rowcount(result: Any) -> int:
-    return int(getattr(result, "rowcount", 0))
+    # --- the sweep of leftovers (app/jobs/sweep.py) ---------------------------------------
+    def statuses(self, job_ids: list[str]) -> dict[str, JobStatus]:
+        if not job_ids:
+            return {}
+        query = select(Job.id, Job.status).where(Job.id.in_(job_ids))
+        return {job_id: status for job_id, status in self.session.execute(query)}
+
+
+class LeaseLost(Exception):
+    """The worker's fence no longer holds: another attempt may own the job."""
+
+
+def _message_lost(
+    broker: str | None, grace_seconds: float, resend_after_seconds: float
+) -> ColumnElement[bool]:
+    lost = [
+        and_(
+            Job.enqueued_broker.is_(None),
+            func.coalesce(Job.enqueued_at, Job.created_at) < db_now(-grace_seconds),
+        )
+    ]
+    if broker is not None:
+        lost.append(and_(Job.enqueued_broker.is_not(None), Job.enqueued_broker != broker))
+    if resend_after_seconds > 0:
+        lost.append(Job.enqueued_at < db_now(-resend_after_seconds))
+    return or_(*lost)
+
+
+def _fenced(fence: Fence) -> tuple[ColumnElement[bool], ...]:
+    return (Job.lease_owner == fence.owner, Job.attempts == fence.attempt)
+
+
+def _ended(fence: Fence) -> dict[str, Any]:
+    return {
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "finished_at": db_now(),
+        "finished_by": fence.owner,
+    }

@@ -22,9 +22,11 @@ from app.jobs.schemas import (
     MetricList,
     MetricRow,
 )
+from app.jobs.states import EventType, JobStatus
 from app.models.locator import InvalidModelName, locate_base_model
 from app.models.repository import ModelRepository
-from app.tables import Job, JobStatus, new_id
+from app.queue import enqueue_after_commit
+from app.tables import Job, new_id
 
 
 def spec_hash(spec: JobSpec) -> str:
@@ -83,7 +85,9 @@ def create_job(
         idempotency_key=idempotency_key,
         request_hash=digest,
     )
-    return repo.add(job), True
+    repo.add(job)
+    enqueue_after_commit(session, job.id)
+    return job, True
 
 
 def _check_limits(settings: Settings, spec: JobSpec) -> None:
@@ -162,34 +166,23 @@ def list_jobs(
     return JobList(data=[to_read(job) for job in page], next_cursor=next_cursor)
 
 
-def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
+def cancel_job(session: Session, job: Job) -> Job:
+    """A queued job ends `cancelled` now; a running one stops at its next step, whatever it is
+    doing (loading, training, evaluating, saving), or is ended by the reaper if its worker is
+    gone. A job that has ended answers 409."""
     repo = JobRepository(session)
-    job = get_job(session, tenant_id, job_id)
-    status = JobStatus(job.status)
-    if status.is_terminal:
-        raise ApiError(
-            409, "job_not_cancellable", f"Job '{job_id}' has already ended as '{status}'."
-        )
-    if status is JobStatus.queued and repo.cancel_queued(job_id):
-        return get_job_fresh(session, job_id)
-    if job.cancel_requested:
-        return job
-    if not repo.request_cancel(job_id):
-        # It changed state between the read and the update; answer with what it is now.
-        return cancel_job(session, tenant_id, job_id)
-    return get_job_fresh(session, job_id)
+    if not job.status.is_terminal and repo.cancel(job.id):
+        fresh = repo.get_fresh(job.id)
+        assert fresh is not None
+        return fresh
+    ended = repo.get_fresh(job.id) or job
+    raise ApiError(
+        409, "job_not_cancellable", f"Job '{job.id}' has already ended as '{ended.status}'."
+    )
 
 
-def get_job_fresh(session: Session, job_id: str) -> Job:
-    job = session.get(Job, job_id, populate_existing=True)
-    if job is None:
-        raise NotFound("job", job_id)
-    return job
-
-
-def list_metrics(session: Session, tenant_id: str, job_id: str) -> MetricList:
-    get_job(session, tenant_id, job_id)
-    rows = JobRepository(session).list_metrics(job_id)
+def list_metrics(session: Session, job: Job) -> MetricList:
+    rows = JobRepository(session).list_metrics(job.id)
     return MetricList(data=[MetricRow.model_validate(row) for row in rows])
 
 
@@ -219,11 +212,10 @@ def to_read(job: Job) -> JobRead:
     )
 
 
-def metrics_chart(session: Session, tenant_id: str, job_id: str) -> tuple[str, Curves]:
+def metrics_chart(session: Session, job: Job) -> tuple[str, Curves]:
     """The chart's title and curves, from the metrics rows and the train_loss events."""
-    job = get_job(session, tenant_id, job_id)
-    rows = JobRepository(session).list_metrics(job_id)
-    losses = EventRepository(session).list_of_type(job_id, "train_loss")
+    rows = JobRepository(session).list_metrics(job.id)
+    losses = EventRepository(session).list_of_type(job.id, EventType.train_loss)
     metrics: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
         for name, value in row.metrics.items():

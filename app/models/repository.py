@@ -24,3 +24,11 @@ class ModelRepository:
             .limit(limit)
         )
         return list(self.session.scalars(query))
+
+    def existing_ids(self, model_ids: list[str]) -> set[str]:
+        """Those of `model_ids` that have a row, whatever their tenant (for the sweep)."""
+        if not model_ids:
+            return set()
+        return set(
+            self.session.scalars(select(TrainedModel.id).where(TrainedModel.id.in_(model_ids)))
+        )

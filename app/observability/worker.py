@@ -71,7 +71,7 @@ def start_worker_metrics_server(host: str, port: int) -> bool:
 def record_job_finished(result: str) -> None:
     """Count how `worker.runner.run_job` ended a claimed job (its result string)."""
     outcome = result.partition(":")[0]  # "failed:<code>" -> "failed"
-    outcome = "retried" if outcome == "requeued" else outcome
+    outcome = "retried" if outcome == "requeued" else outcome  # Outcome.requeued
     if outcome in OUTCOMES:
         JOBS_FINISHED.labels(outcome).inc()
 

@@ -1,0 +1,64 @@
+"""Removes what no database row owns: model folders whose commit never happened, folders of
+jobs that have ended (checkpoints of a worker that died, or of attempts superseded), and
+upload leftovers. Only entries older than TUNESERVE_SWEEP_GRACE_SECONDS are touched, so a
+model folder renamed into place an instant before its row commits is never taken."""
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from app.core.config import Settings
+from app.core.db import session_scope
+from app.jobs.repository import JobRepository
+from app.models.repository import ModelRepository
+
+logger = logging.getLogger(__name__)
+
+
+def _old_entries(folder: Path, grace_seconds: float) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    cutoff = time.time() - grace_seconds
+    entries = []
+    for entry in folder.iterdir():
+        try:
+            if entry.lstat().st_mtime < cutoff:
+                entries.append(entry)
+        except FileNotFoundError:
+            continue
+    return entries
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def sweep_leftovers(settings: Settings) -> dict[str, int]:
+    """One sweep; returns how many entries of each kind it removed."""
+    grace = settings.sweep_grace_seconds
+    removed = {"models": 0, "jobs": 0}
+
+    models = _old_entries(settings.models_dir, grace)
+    with session_scope() as session:
+        owned = ModelRepository(session).existing_ids([path.name for path in models])
+    for path in models:
+        if path.name not in owned:
+            _remove(path)
+            removed["models"] += 1
+
+    jobs = _old_entries(settings.jobs_dir, grace)
+    with session_scope() as session:
+        statuses = JobRepository(session).statuses([path.name for path in jobs])
+    for path in jobs:
+        status = statuses.get(path.name)
+        if status is None or status.is_terminal:
+            _remove(path)
+            removed["jobs"] += 1
+
+    if any(removed.values()):
+        logger.info("sweep removed %s", removed)
+    return removed
