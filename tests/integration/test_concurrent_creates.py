@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.api_process import api_process
 from tests.support.service import Service
 from tests.support.specs import tiny_spec
 from tests.support.tiny_model import sentiment_rows
@@ -22,23 +23,9 @@ LIMIT = 4
 
 @pytest.fixture
 def api(tmp_path: Path, database_url: str, tiny_model_dir: Path) -> Iterator[Service]:
-    env = {
-        "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
-        "TUNESERVE_DATABASE_URL": database_url,
-        "TUNESERVE_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-        "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
-        "TUNESERVE_QUEUE_NAME": f"creates-{tmp_path.name}",
-        "TUNESERVE_MAX_QUEUED_JOBS_PER_TENANT": str(LIMIT),
-        "HF_HUB_OFFLINE": "1",
-    }
-    service = Service(env, tmp_path, embedded=False)
-    service.api_key = service.issue_key()
-    service.start_process("api", "api", "--port", str(service.port))
-    try:
-        service.wait_healthy()
+    limit = {"TUNESERVE_MAX_QUEUED_JOBS_PER_TENANT": str(LIMIT)}
+    with api_process(tmp_path, database_url, tiny_model_dir, **limit) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def fresh_tenant(service: Service, name: str) -> tuple[str, dict[str, Any]]:
