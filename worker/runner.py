@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.config import Settings
@@ -70,8 +71,12 @@ def run_job(settings: Settings, job_id: str, train: Train | None = None) -> str:
             state = "missing" if job is None else job.status.value
             logger.info("job %s not claimed (it is %s); message dropped", job_id, state)
             return f"{Outcome.skipped}:{state}"
-        spec = JobSpec.model_validate(job.spec)
         tenant_id, pointer = job.tenant_id, job.checkpoint
+        try:
+            spec = JobSpec.model_validate(job.spec)
+        except ValidationError:
+            repo.fail(fence, "invalid_spec", "The job's spec is not one this worker can run.")
+            return f"{Outcome.failed}:invalid_spec"
 
     folder = attempt_folder(settings, fence)
     folder.mkdir(parents=True, exist_ok=True)

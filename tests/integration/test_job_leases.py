@@ -11,10 +11,12 @@ from app.core.config import get_settings
 from app.core.db import session_scope
 from app.jobs.reaper import reap_once
 from app.jobs.repository import Fence, JobRepository, LeaseLost
+from app.jobs.schemas import JobSpec
 from app.jobs.states import EventType, JobStatus, RetryReason
 from app.tables import JobMetric, TrainedModel
 from tests.support.auth import tenant_id_of
 from tests.support.rows import epoch_metric, job_row, model_row
+from tests.support.specs import tiny_spec
 
 
 @pytest.fixture
@@ -33,6 +35,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def add_job() -> str:
     with session_scope() as session:
         job = job_row(tenant_id_of(session))
+        job.spec = JobSpec.model_validate(tiny_spec("file_a", "file_b")).model_dump(mode="json")
         JobRepository(session).add(job)
         return job.id
 
@@ -186,9 +189,7 @@ def test_shutdowns_are_not_failures_but_crashes_are(configured: Path, sent: list
         fence = claim(job_id, f"w{n}")
         assert fence is not None
         with session_scope() as session:
-            ended = JobRepository(session).give_back(
-                fence, RetryReason.training_error, "boom", 3
-            )
+            ended = JobRepository(session).give_back(fence, RetryReason.training_error, "boom", 3)
     assert ended is JobStatus.failed
     row = job(job_id)
     assert (row.status, row.error_code, row.failures) == (JobStatus.failed, "training_error", 3)
@@ -273,10 +274,55 @@ def test_a_succeeded_job_cannot_be_cancelled_and_a_cancel_beats_the_commit(
     assert fence is not None
     request_cancel(job_id)
     with session_scope() as session:
-        assert JobRepository(session).succeed(fence, trained_model(job_id)) is (
-            JobStatus.cancelled
-        )
+        assert JobRepository(session).succeed(fence, trained_model(job_id)) is (JobStatus.cancelled)
     row = job(job_id)
     assert (row.status, row.model_id) == (JobStatus.cancelled, None)
     with session_scope() as session:
         assert not JobRepository(session).cancel(job_id)
+
+
+@pytest.mark.postgres
+def test_worker_writes_and_cancels_never_deadlock_on_postgres(
+    postgres_url: str, configured: Path
+) -> None:
+    """Defect 11: add_metric_once took the foreign key's share lock, then FOR UPDATE, while
+    cancel took the row lock, then FOR UPDATE: a deadlock (40P01, a spurious 503). Every
+    writer now locks the job's row first."""
+    import threading
+
+    if not get_settings().sqlalchemy_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL row locks")
+    errors: list[BaseException] = []
+    for round_ in range(25):
+        job_id = add_job()
+        fence = claim(job_id, "w1")
+        assert fence is not None
+        barrier = threading.Barrier(3)
+
+        def metrics(fence: Fence = fence, job_id: str = job_id, barrier: Any = barrier) -> None:
+            barrier.wait()
+            with session_scope() as session:
+                JobRepository(session).add_metric_once(fence, epoch_metric(job_id, 1))
+
+        def loss(fence: Fence = fence, barrier: Any = barrier) -> None:
+            barrier.wait()
+            with session_scope() as session:
+                JobRepository(session).append_event(fence, EventType.train_loss, {"step": 1})
+
+        def cancel(job_id: str = job_id, barrier: Any = barrier) -> None:
+            barrier.wait()
+            with session_scope() as session:
+                JobRepository(session).cancel(job_id)
+
+        def run(target: Any) -> None:
+            try:
+                target()
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(t,)) for t in (metrics, loss, cancel)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, f"round {round_}: {errors!r}"

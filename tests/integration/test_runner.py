@@ -1,0 +1,287 @@
+"""worker/runner.py and worker/callbacks.py with no worker process: a fake training function
+and TrainerState objects fed to the callback, against the real database (SQLite, PostgreSQL)."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from transformers import TrainerControl, TrainerState, TrainingArguments
+
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.jobs.repository import JobRepository
+from app.jobs.states import EventType, JobStatus, StopReason
+from app.jobs.sweep import sweep_leftovers
+from tests.integration.test_job_leases import add_job, claim, events, job, request_cancel
+from worker.attempt import Attempt, adopt_checkpoint
+from worker.callbacks import JobProgressCallback
+from worker.errors import JobFailure, TrainingInterrupted
+from worker.lease import LeaseKeeper
+from worker.runner import run_job
+
+
+class Result:
+    def __init__(self, folder: Path) -> None:
+        self.model_dir = folder
+        self.labels = ["negative", "positive"]
+        self.metrics = {"accuracy": 1.0}
+
+
+def fake_model(attempt: Attempt) -> Result:
+    attempt.staging.mkdir(parents=True)
+    (attempt.staging / "model.safetensors").write_bytes(b"weights")
+    return Result(attempt.staging)
+
+
+@pytest.fixture(autouse=True)
+def _no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    class FakeCelery:
+        def send_task(self, name: str, args: list[str]) -> None:
+            pass
+
+    monkeypatch.setattr("app.queue.get_celery", lambda: FakeCelery())
+
+
+def test_a_finished_job_registers_its_model_and_removes_its_folders(configured: Path) -> None:
+    settings = get_settings()
+    job_id = add_job()
+    assert run_job(settings, job_id, lambda s, attempt, lease: fake_model(attempt)) == "succeeded"
+    row = job(job_id)
+    assert row.status is JobStatus.succeeded
+    assert (settings.models_dir / row.model_id / "model.safetensors").is_file()
+    assert not (settings.jobs_dir / job_id).exists()
+    assert run_job(settings, job_id) == "skipped:succeeded"  # a duplicate message
+
+
+def test_an_ambiguous_commit_keeps_the_registered_model(
+    configured: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 2: the COMMIT went through, its answer was lost; the retry used to find the
+    lease gone and delete the model the database had registered."""
+    settings = get_settings()
+    job_id = add_job()
+    broken = {"done": False}
+
+    def lose_the_answer(session: Session) -> None:
+        if not broken["done"] and session.info.get("tuneserve_model_commit"):
+            broken["done"] = True
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    original = JobRepository.succeed
+
+    def succeed(self: JobRepository, fence: Any, model: Any) -> Any:
+        self.session.info["tuneserve_model_commit"] = True
+        return original(self, fence, model)
+
+    monkeypatch.setattr(JobRepository, "succeed", succeed)
+    event.listen(Session, "after_commit", lose_the_answer)
+    try:
+        outcome = run_job(settings, job_id, lambda s, attempt, lease: fake_model(attempt))
+    finally:
+        event.remove(Session, "after_commit", lose_the_answer)
+    assert broken["done"]
+    assert outcome == "succeeded"
+    row = job(job_id)
+    assert row.status is JobStatus.succeeded
+    assert (settings.models_dir / row.model_id / "model.safetensors").is_file()
+
+
+def test_a_cancel_during_the_final_save_wins_and_the_model_is_discarded(
+    configured: Path,
+) -> None:
+    """Defect 10: a cancel during the final save used to end `succeeded`."""
+    settings = get_settings()
+    job_id = add_job()
+
+    def train(_settings: Any, attempt: Attempt, lease: LeaseKeeper) -> Result:
+        result = fake_model(attempt)
+        request_cancel(job_id)  # while the model is being written
+        return result
+
+    assert run_job(settings, job_id, train) == "cancelled"
+    assert job(job_id).status is JobStatus.cancelled
+    assert list(settings.models_dir.iterdir()) == []
+    assert events(job_id)[-1] == "cancelled"
+
+
+@pytest.mark.parametrize("stage", ["loading", "evaluating"])
+def test_a_cancel_is_honoured_at_every_stage(configured: Path, stage: str) -> None:
+    settings = get_settings()
+    job_id = add_job()
+
+    def train(_settings: Any, attempt: Attempt, lease: LeaseKeeper) -> Result:
+        request_cancel(job_id)
+        lease.beat()  # the heartbeat sees the cancel
+        if stage == "loading":
+            lease.check()
+        else:
+            JobProgressCallback(lease).on_prediction_step(*trainer_objects())
+        raise AssertionError("not stopped")
+
+    assert run_job(settings, job_id, train) == "cancelled"
+    assert job(job_id).status is JobStatus.cancelled
+
+
+def test_a_job_failure_ends_failed_with_its_code(configured: Path) -> None:
+    settings = get_settings()
+    job_id = add_job()
+
+    def train(_settings: Any, attempt: Attempt, lease: LeaseKeeper) -> Result:
+        raise JobFailure("invalid_labels", "The label column has one value.")
+
+    assert run_job(settings, job_id, train) == "failed:invalid_labels"
+    row = job(job_id)
+    assert (row.status, row.error_code) == (JobStatus.failed, "invalid_labels")
+
+
+def test_a_crash_is_requeued_without_server_paths_in_its_message(configured: Path) -> None:
+    settings = get_settings()
+    job_id = add_job()
+
+    def train(_settings: Any, attempt: Attempt, lease: LeaseKeeper) -> Result:
+        raise RuntimeError(f"cannot open {attempt.folder}/x.bin")
+
+    assert run_job(settings, job_id, train) == "requeued"
+    row = job(job_id)
+    assert (row.status, row.failures, row.error_code) == (JobStatus.queued, 1, "training_error")
+    assert str(settings.jobs_dir) not in (row.error_message or "")
+
+
+def test_a_worker_that_lost_its_lease_writes_nothing(configured: Path) -> None:
+    settings = get_settings()
+    job_id = add_job()
+
+    def train(_settings: Any, attempt: Attempt, lease: LeaseKeeper) -> Result:
+        callback = JobProgressCallback(lease)
+        args, state, control = trainer_objects(step=0)
+        callback.on_train_begin(args, state, control)
+        with session_scope() as session:  # another worker took the job over
+            found = JobRepository(session).get(job_id)
+            assert found is not None
+            found.lease_owner = "someone-else"
+        state.global_step = 10
+        callback.on_log(args, state, control, logs={"loss": 0.5})
+        raise AssertionError("not stopped")
+
+    assert run_job(settings, job_id, train) == "lease_lost"
+    assert events(job_id) == ["queued", "started"]
+    assert list(settings.models_dir.iterdir()) == []
+
+
+def trainer_objects(step: int = 10, epoch: float = 1.0) -> tuple[Any, Any, Any]:
+    args = TrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True)
+    state = TrainerState()
+    state.global_step, state.epoch, state.max_steps = step, epoch, 30
+    return args, state, TrainerControl()
+
+
+def test_train_loss_events_are_written_once_per_step_after_a_resume(configured: Path) -> None:
+    """Defect 12: a resumed attempt wrote steps before the checkpoint again."""
+    settings = get_settings()
+    job_id = add_job()
+    first = claim(job_id, "w1")
+    assert first is not None
+    lease = LeaseKeeper(fence=first, settings=settings)
+    callback = JobProgressCallback(lease)
+    args, state, control = trainer_objects(step=0, epoch=0.0)
+    callback.on_train_begin(args, state, control)
+    for step in (10, 20, 30):
+        state.global_step = step
+        callback.on_log(args, state, control, logs={"loss": 0.5})
+    with session_scope() as session:
+        found = JobRepository(session).get(job_id)
+        assert found is not None
+        found.status, found.lease_owner = JobStatus.queued, None
+    second = claim(job_id, "w2")
+    assert second is not None
+    resumed = JobProgressCallback(LeaseKeeper(fence=second, settings=settings))
+    state.global_step = 10  # resumed from the checkpoint at step 10
+    resumed.on_train_begin(args, state, control)
+    for step in (20, 30, 40):
+        state.global_step = step
+        resumed.on_log(args, state, control, logs={"loss": 0.4})
+    with session_scope() as session:
+        steps = [
+            e.data["step"]
+            for e in JobRepository(session).events.list_of_type(job_id, EventType.train_loss)
+        ]
+    assert steps == [10, 20, 30, 40]
+
+
+def write_checkpoint(folder: Path, complete: bool) -> None:
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"w")
+    for name in ("trainer_state.json", "config.json", "scheduler.pt"):
+        (folder / name).write_text("{}")
+    if complete:
+        (folder / "optimizer.pt").write_bytes(b"o")
+
+
+def test_only_a_complete_checkpoint_is_resumed_from(configured: Path) -> None:
+    """Defect 6: a checkpoint cut short by kill -9 was picked by name and failed every
+    attempt. The job's row points only at complete ones; an incomplete one is refused."""
+    settings = get_settings()
+    good = settings.jobs_dir / "job_x" / "attempt-1" / "checkpoints" / "checkpoint-10"
+    cut = settings.jobs_dir / "job_x" / "attempt-1" / "checkpoints" / "checkpoint-20"
+    write_checkpoint(good, complete=True)
+    write_checkpoint(cut, complete=False)
+    target = settings.jobs_dir / "job_x" / "attempt-2"
+    assert adopt_checkpoint(settings, "job_x/attempt-1/checkpoints/checkpoint-20", target) is None
+    adopted = adopt_checkpoint(settings, "job_x/attempt-1/checkpoints/checkpoint-10", target)
+    assert adopted == target / "checkpoints" / "checkpoint-10"
+    assert (adopted / "optimizer.pt").read_bytes() == b"o"
+    assert adopt_checkpoint(settings, "../../etc", target) is None
+
+
+def test_the_callback_points_the_job_at_each_saved_checkpoint(configured: Path) -> None:
+    settings = get_settings()
+    job_id = add_job()
+    fence = claim(job_id, "w1")
+    assert fence is not None
+    output = settings.jobs_dir / job_id / "attempt-1" / "checkpoints"
+    callback = JobProgressCallback(LeaseKeeper(fence=fence, settings=settings), settings.jobs_dir)
+    args, state, control = trainer_objects()
+    args.output_dir = str(output)
+    for step in (10, 20):
+        write_checkpoint(output / f"checkpoint-{step}", complete=True)
+        state.global_step = step
+        callback.on_save(args, state, control)
+    assert job(job_id).checkpoint == f"{job_id}/attempt-1/checkpoints/checkpoint-20"
+    assert [p.name for p in output.iterdir()] == ["checkpoint-20"]
+
+
+def test_the_sweep_removes_only_what_no_row_owns(configured: Path) -> None:
+    """Defect 7: model folders whose commit never happened, and folders of ended jobs."""
+    settings = get_settings()
+    settings.sweep_grace_seconds = 0
+    kept_job, ended_job = add_job(), add_job()
+    assert claim(kept_job, "w1") is not None
+    assert run_job(settings, ended_job, lambda s, attempt, lease: fake_model(attempt)) == (
+        "succeeded"
+    )
+    registered = job(ended_job).model_id
+    orphan = settings.models_dir / "mdl_orphan"
+    orphan.mkdir()
+    for name in (kept_job, ended_job, "job_unknown"):
+        (settings.jobs_dir / name / "attempt-1").mkdir(parents=True, exist_ok=True)
+    removed = sweep_leftovers(settings)
+    assert removed == {"models": 1, "jobs": 2}
+    assert not orphan.exists()
+    assert (settings.models_dir / registered).is_dir()
+    assert (settings.jobs_dir / kept_job).is_dir()
+
+
+def test_stop_reasons_raise_at_stage_boundaries(configured: Path) -> None:
+    job_id = add_job()
+    fence = claim(job_id, "w1")
+    assert fence is not None
+    lease = LeaseKeeper(fence=fence, settings=get_settings())
+    lease.check()
+    lease.request_stop(StopReason.shutdown)
+    lease.request_stop(StopReason.lease_lost)  # overrides: nothing more may be written
+    with pytest.raises(TrainingInterrupted) as stopped:
+        lease.check()
+    assert stopped.value.reason is StopReason.lease_lost
