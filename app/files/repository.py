@@ -29,3 +29,10 @@ class FileRepository:
             .limit(limit)
         )
         return list(self.session.scalars(query))
+
+    def existing_ids(self, file_ids: list[str]) -> set[str]:
+        """Those of `file_ids` that have a row, whatever their tenant (for the sweep)."""
+        if not file_ids:
+            return set()
+        query = select(DatasetFile.id).where(DatasetFile.id.in_(file_ids))
+        return set(self.session.scalars(query))

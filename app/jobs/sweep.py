@@ -10,6 +10,7 @@ from pathlib import Path
 
 from app.core.config import Settings
 from app.core.db import session_scope
+from app.files.repository import FileRepository
 from app.jobs.repository import JobRepository
 from app.models.repository import ModelRepository
 
@@ -40,7 +41,7 @@ def _remove(path: Path) -> None:
 def sweep_leftovers(settings: Settings) -> dict[str, int]:
     """One sweep; returns how many entries of each kind it removed."""
     grace = settings.sweep_grace_seconds
-    removed = {"models": 0, "jobs": 0}
+    removed = {"models": 0, "jobs": 0, "uploads": 0}
 
     models = _old_entries(settings.models_dir, grace)
     with session_scope() as session:
@@ -58,6 +59,16 @@ def sweep_leftovers(settings: Settings) -> dict[str, int]:
         if status is None or status.is_terminal:
             _remove(path)
             removed["jobs"] += 1
+
+    # Upload temp files (".upload-*") of a process that died mid-upload, and saved uploads
+    # whose row never committed.
+    uploads = _old_entries(settings.uploads_dir, grace)
+    with session_scope() as session:
+        known = FileRepository(session).existing_ids([p.name.split(".")[0] for p in uploads])
+    for path in uploads:
+        if path.name.startswith(".upload-") or path.name.split(".")[0] not in known:
+            _remove(path)
+            removed["uploads"] += 1
 
     if any(removed.values()):
         logger.info("sweep removed %s", removed)

@@ -267,8 +267,11 @@ def test_the_sweep_removes_only_what_no_row_owns(configured: Path) -> None:
     orphan.mkdir()
     for name in (kept_job, ended_job, "job_unknown"):
         (settings.jobs_dir / name / "attempt-1").mkdir(parents=True, exist_ok=True)
+    (settings.uploads_dir / ".upload-abc").write_bytes(b"half an upload")
+    (settings.uploads_dir / "file_never_committed.csv").write_bytes(b"a,b\n")
     removed = sweep_leftovers(settings)
-    assert removed == {"models": 1, "jobs": 2}
+    assert removed == {"models": 1, "jobs": 2, "uploads": 2}
+    assert list(settings.uploads_dir.iterdir()) == []
     assert not orphan.exists()
     assert (settings.models_dir / registered).is_dir()
     assert (settings.jobs_dir / kept_job).is_dir()
