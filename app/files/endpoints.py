@@ -1,9 +1,9 @@
 """/v1/files: upload and list dataset files."""
 
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, Query, UploadFile
-from fastapi.concurrency import run_in_threadpool
 
 from app.auth.deps import PrincipalDep, get_principal
 from app.core.deps import SessionDep, SettingsDep
@@ -20,28 +20,29 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=201, response_model=FileRead)
-async def upload_file(
-    session: SessionDep,
+def checked_upload(
     settings: SettingsDep,
-    principal: PrincipalDep,
     file: UploadFile,
     format: Annotated[
         Literal["csv", "tsv", "jsonl"] | None,
         Form(description="csv, tsv or jsonl; by default taken from the file name"),
     ] = None,
+) -> Iterator[service.CheckedUpload]:
+    """The upload, staged and checked (a sync dependency: FastAPI runs it in a thread)."""
+    with service.checked_upload(settings, file.file, file.filename or "upload", format) as upload:
+        yield upload
+
+
+@router.post("", status_code=201, response_model=FileRead)
+def upload_file(
+    principal: PrincipalDep,
+    # Before the session: a request session is not held while a large file is checked.
+    upload: Annotated[service.CheckedUpload, Depends(checked_upload, scope="function")],
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> FileRead:
     """Upload a CSV, TSV or JSON Lines file; answers its id, row count and columns."""
-    record = await run_in_threadpool(
-        service.upload_file,
-        session,
-        settings,
-        principal.tenant_id,
-        file.file,
-        file.filename or "upload",
-        format,
-    )
-    session.commit()
+    record = service.store_upload(session, settings, principal.tenant_id, upload)
     return FileRead.model_validate(record)
 
 

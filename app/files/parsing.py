@@ -265,16 +265,15 @@ def _lines(handle: BinaryIO, max_line_chars: int | None) -> Iterator[list[str]]:
     decoder = codecs.getincrementaldecoder("utf-8")()
     carry = ""  # the start of a line that the next chunk goes on with
     number = 0  # lines yielded so far
-    first = True
     # A chunk no longer than a line may be, so that a quoted CSV field running on over many
     # short lines is noticed soon after it passes the limit (see _bounded_records).
     chunk_bytes = min(_CHUNK_BYTES, max_line_chars or _CHUNK_BYTES)
+    raw = handle.read(chunk_bytes)
+    while len(raw) < len(codecs.BOM_UTF8) and (more := handle.read(chunk_bytes)):
+        raw += more
+    eof = not raw
+    raw = raw.removeprefix(codecs.BOM_UTF8)
     while True:
-        raw = handle.read(chunk_bytes)
-        if first:
-            raw = raw.removeprefix(codecs.BOM_UTF8)
-            first = False
-        eof = not raw
         failure: UnicodeDecodeError | None = None
         pending = decoder.getstate()[0]
         try:
@@ -303,6 +302,8 @@ def _lines(handle: BinaryIO, max_line_chars: int | None) -> Iterator[list[str]]:
             raise failure
         if eof:
             return
+        raw = handle.read(chunk_bytes)
+        eof = not raw
 
 
 def _split_lines(text: str) -> list[str]:

@@ -1,5 +1,8 @@
 """Uploading and reading dataset files."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -12,6 +15,7 @@ from app.files.parsing import (
     FileLimitError,
     FileParseError,
     ParseLimits,
+    TableSummary,
     format_from_filename,
     scan_table,
 )
@@ -28,18 +32,26 @@ def upload_limits(settings: Settings) -> ParseLimits:
     )
 
 
-def upload_file(
-    session: Session,
-    settings: Settings,
-    tenant_id: str,
-    stream: BinaryIO,
-    filename: str,
-    fmt: str | None,
-) -> DatasetFile:
-    """Store an upload after checking that it parses; nothing is kept when it does not.
+@dataclass(frozen=True)
+class CheckedUpload:
+    """An upload staged on disk that has passed every check, not stored yet."""
 
-    The file is staged on disk and checked in one streaming pass that stops at the first
-    problem or limit, so memory does not grow with the file's size or its number of rows.
+    staged: Path
+    filename: str
+    format: str
+    size_bytes: int
+    summary: TableSummary
+
+
+@contextmanager
+def checked_upload(
+    settings: Settings, stream: BinaryIO, filename: str, fmt: str | None
+) -> Iterator[CheckedUpload]:
+    """Stage an upload and check that it parses; the staged file is removed when the block
+    ends, unless `store_upload` has saved it.
+
+    The file is received in bounded chunks and checked in one streaming pass that stops at the
+    first problem or limit, so memory does not grow with its size or its number of rows.
     """
     fmt = (fmt or format_from_filename(filename) or "").lower()
     if fmt not in FORMATS:
@@ -63,20 +75,25 @@ def upload_file(
             raise ApiError(413, exc.code, f"Cannot accept '{filename}': {exc}") from exc
         except FileParseError as exc:
             raise ApiError(400, "invalid_file", f"Cannot read '{filename}': {exc}") from exc
-        file_id = new_id("file")
-        record = FileRepository(session).add(
-            DatasetFile(
-                id=file_id,
-                tenant_id=tenant_id,
-                filename=Path(filename).name[:255],
-                format=fmt,
-                size_bytes=size,
-                row_count=summary.row_count,
-                columns=summary.columns,
-            )
+        yield CheckedUpload(staged, filename, fmt, size, summary)
+
+
+def store_upload(
+    session: Session, settings: Settings, tenant_id: str, upload: CheckedUpload
+) -> DatasetFile:
+    """The file's row, then the file under its id: a failed insert stores nothing."""
+    record = FileRepository(session).add(
+        DatasetFile(
+            id=new_id("file"),
+            tenant_id=tenant_id,
+            filename=Path(upload.filename).name[:255],
+            format=upload.format,
+            size_bytes=upload.size_bytes,
+            row_count=upload.summary.row_count,
+            columns=upload.summary.columns,
         )
-        # After the row is written: a failed insert leaves no stored file behind.
-        storage.save(staged, file_id, fmt)
+    )
+    file_storage(settings).save(upload.staged, record.id, upload.format)
     return record
 
 

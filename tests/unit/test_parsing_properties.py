@@ -11,13 +11,22 @@ import re
 import sys
 import uuid
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from app.files.parsing import FileParseError, read_table
+from app.files import parsing
+from app.files.parsing import (
+    NO_LIMITS,
+    FileParseError,
+    ParseLimits,
+    TableSummary,
+    read_table,
+    scan_table,
+)
 
 BOM = b"\xef\xbb\xbf"
 FORMATS = ("csv", "tsv", "jsonl")
@@ -457,3 +466,68 @@ def test_nul_bytes(workdir: Path, fmt: str, content: bytes, line: str) -> None:
 
 def test_unknown_format(workdir: Path) -> None:
     assert "Unknown format" in parse_error(workdir, "a,b\n1,2\n", "xlsx")
+
+
+# --- streaming: chunk boundaries and limits ---------------------------------------------------
+
+
+def outcome_with(
+    path: Path, fmt: str, chunk_bytes: int, limits: ParseLimits = NO_LIMITS
+) -> tuple[str, object]:
+    with mock.patch.object(parsing, "_CHUNK_BYTES", chunk_bytes):
+        try:
+            frame = read_table(path, fmt, limits)
+        except FileParseError as exc:
+            return type(exc).__name__, str(exc)
+        summary = scan_table(path, fmt, limits)
+    assert summary == TableSummary(list(frame.columns), len(frame))
+    return "ok", (list(frame.columns), as_rows(frame))
+
+
+@PROPERTY
+@given(data=HOSTILE_BYTES, chunk_bytes=st.integers(1, 9))
+def test_chunk_boundaries_change_nothing(workdir: Path, data: bytes, chunk_bytes: int) -> None:
+    # Chunk ends fall inside UTF-8 sequences, between \r and \n, inside a BOM; errors come
+    # in the same order as with one chunk for the whole file.
+    path = write(workdir, data)
+    for fmt in FORMATS:
+        assert outcome_with(path, fmt, chunk_bytes) == outcome_with(path, fmt, 1 << 20)
+
+
+@PROPERTY
+@given(table=tables(NAME, CELL), chunk_bytes=st.integers(1, 9))
+def test_chunk_boundaries_keep_csv_round_trips(
+    workdir: Path, table: tuple[list[str], list[list[str]]], chunk_bytes: int
+) -> None:
+    names, rows = table
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerows([names, *rows])  # \r\n: chunks end between \r and \n
+    path = write(workdir, buffer.getvalue().encode(), ".csv")
+    assert outcome_with(path, "csv", chunk_bytes) == ("ok", (names, rows))
+
+
+@PROPERTY
+@given(data=HOSTILE_BYTES, chunk_bytes=st.integers(1, 9))
+def test_limits_above_the_file_change_nothing(workdir: Path, data: bytes, chunk_bytes: int) -> None:
+    path = write(workdir, data)
+    roomy = ParseLimits(
+        max_rows=len(data) + 1, max_columns=len(data) + 1, max_line_chars=len(data) + 1
+    )
+    for fmt in FORMATS:
+        assert outcome_with(path, fmt, chunk_bytes, roomy) == outcome_with(path, fmt, 1 << 20)
+
+
+@PROPERTY
+@given(data=HOSTILE_BYTES, limit=st.integers(1, 40))
+def test_a_tight_line_limit_is_an_error_or_a_table_within_it(
+    workdir: Path, data: bytes, limit: int
+) -> None:
+    path = write(workdir, data)
+    for fmt in ("tsv", "jsonl"):  # one line a record: the limit is exact
+        kind, value = outcome_with(path, fmt, 1 << 20, ParseLimits(max_line_chars=limit))
+        if kind == "ok":
+            longest = max(map(len, parsing._LINE.findall(data.decode("utf-8-sig"))), default=0)
+            assert longest <= limit
+            assert (kind, value) == outcome_with(path, fmt, 1 << 20)
+        elif kind == "FileLimitError":
+            assert "characters, the limit" in str(value)
