@@ -7,10 +7,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -145,6 +147,28 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
 
+    # What the worker learnt: data sizes and where validation came from (`summary`), the
+    # epoch whose weights became the model, and whether early stopping ended training.
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    stopped_early: Mapped[bool] = mapped_column(default=False)
+
+
+class JobCheckpoint(Base):
+    """An epoch's weights kept for the user (the optimizer state lives only in the attempt's
+    last checkpoint, for resuming). `path` is relative to the data directory."""
+
+    __tablename__ = "job_checkpoints"
+    __table_args__ = (UniqueConstraint("job_id", "epoch", name="uq_job_checkpoints_job_epoch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(512))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
 
 class JobMetric(Base):
     __tablename__ = "job_metrics"
@@ -177,10 +201,13 @@ class JobEvent(Base):
 
 class TrainedModel(Base):
     __tablename__ = "models"
+    __table_args__ = (Index("uq_models_job_epoch", "job_id", "epoch", unique=True),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    # The epoch whose weights these are (None for models of older versions).
+    epoch: Mapped[int | None] = mapped_column(Integer)
     base_model: Mapped[str] = mapped_column(String(255))
     labels: Mapped[list[str]] = mapped_column(JSON)
     text_pair: Mapped[bool] = mapped_column(default=False)

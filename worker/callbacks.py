@@ -12,6 +12,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from app.jobs.states import EventType, StopReason
+from app.models.files import link_model_files
 from app.observability.worker import StepMeter
 from app.tables import JobMetric
 from worker.lease import LeaseKeeper
@@ -23,12 +24,19 @@ class JobProgressCallback(TrainerCallback):
     """Writes one metrics row per evaluated epoch and stops training when asked to."""
 
     def __init__(
-        self, lease: LeaseKeeper, jobs_dir: Path | None = None, step_delay: float = 0.0
+        self,
+        lease: LeaseKeeper,
+        jobs_dir: Path | None = None,
+        step_delay: float = 0.0,
+        selection: "BestEpoch | None" = None,
+        kept: "EpochWeights | None" = None,
     ) -> None:
         self.lease = lease
         self.job_id = lease.job_id
         self.jobs_dir = jobs_dir
         self.step_delay = step_delay
+        self.selection = selection or BestEpoch()
+        self.kept = kept
         self.started = time.monotonic()
         self.final_metrics: dict[str, float] = {}
         # (loss, steps it covers) of each logged window since the last evaluation
@@ -47,6 +55,10 @@ class JobProgressCallback(TrainerCallback):
         self.last_event_step = self.lease.write(
             lambda repo: repo.last_event_step(self.job_id, EventType.train_loss)
         )
+        # A resumed attempt knows the epochs evaluated before it (best so far, patience).
+        rows = self.lease.write(lambda repo: repo.list_metrics(self.job_id))
+        for row in rows:
+            self.selection.add(row.epoch, row.metrics, row.eval_loss)
         self._record_progress(state)
         self.step_meter.start(args.train_batch_size * args.gradient_accumulation_steps)
 
@@ -132,8 +144,8 @@ class JobProgressCallback(TrainerCallback):
         metrics = metrics or {}
         epoch = int(round(state.epoch or 0))
         if epoch >= args.num_train_epochs:
-            # The model itself is saved next; a checkpoint of the last epoch (weights plus
-            # optimizer state) would only be written to be deleted.
+            # Its weights are saved next, as the model and kept epoch; a checkpoint of the last
+            # epoch (weights plus optimizer state) would only be written to be deleted.
             control.should_save = False
         # The epoch's mean training loss, from the windows logged during it.
         steps = sum(count for _, count in self.epoch_losses)
@@ -162,7 +174,12 @@ class JobProgressCallback(TrainerCallback):
         )
         self.lease.write(lambda repo: repo.add_metric_once(self.lease.fence, row))
         self.final_metrics = dict(scores, **({"eval_loss": row.eval_loss} if eval_loss else {}))
+        self.selection.add(epoch, scores, row.eval_loss)
         logger.info("job %s epoch %s: %s", self.job_id, epoch, scores)
+        if self.selection.should_stop() and epoch < args.num_train_epochs:
+            logger.info("job %s stops early after epoch %s", self.job_id, epoch)
+            self.selection.stopped_early = True
+            control.should_training_stop = True
         self._maybe_stop(control)
         return control
 
@@ -181,3 +198,75 @@ class JobProgressCallback(TrainerCallback):
         )
         control.should_log = False
         return True
+
+
+class BestEpoch:
+    """Which evaluated epoch is best by one metric (ties keep the earlier epoch), and whether
+    early stopping should end training: `patience` evaluations without an improvement of more
+    than `threshold` over the best so far."""
+
+    def __init__(
+        self,
+        metric: str = "eval_loss",
+        greater_is_better: bool = False,
+        patience: int | None = None,
+        threshold: float = 0.0,
+    ) -> None:
+        self.metric = metric
+        self.greater = greater_is_better
+        self.patience = patience
+        self.threshold = threshold
+        self.values: dict[int, float] = {}
+        self.metrics: dict[int, dict[str, float]] = {}
+        self.stopped_early = False
+
+    def add(self, epoch: int, scores: dict[str, float], eval_loss: float | None) -> None:
+        every = dict(scores, **({"eval_loss": eval_loss} if eval_loss is not None else {}))
+        self.metrics[epoch] = every
+        value = every.get(self.metric)
+        if value is not None and math.isfinite(value):
+            self.values[epoch] = float(value)
+
+    def _better(self, value: float, than: float, margin: float) -> bool:
+        return value - than > margin if self.greater else than - value > margin
+
+    @property
+    def best(self) -> int | None:
+        best: int | None = None
+        for epoch in sorted(self.values):
+            if best is None or self._better(self.values[epoch], self.values[best], 0.0):
+                best = epoch
+        return best
+
+    def should_stop(self) -> bool:
+        if self.patience is None:
+            return False
+        reference: float | None = None
+        stale = 0
+        for epoch in sorted(self.values):
+            value = self.values[epoch]
+            if reference is None or self._better(value, reference, self.threshold):
+                reference, stale = value, 0
+            else:
+                stale += 1
+        return stale >= self.patience
+
+
+class EpochWeights:
+    """Keeps each epoch's weights (no optimizer state) under `jobs/<job>/epochs/`, in a folder
+    named by epoch and attempt, and records it on the job (fenced)."""
+
+    def __init__(self, lease: LeaseKeeper, jobs_dir: Path) -> None:
+        self.lease = lease
+        self.folder = jobs_dir / lease.job_id / "epochs"
+        self.data_dir = jobs_dir.parent
+
+    def keep(self, epoch: int, step: int, source: Path) -> Path:
+        target = self.folder / f"epoch-{epoch}-a{self.lease.fence.attempt}"
+        shutil.rmtree(target, ignore_errors=True)
+        size = link_model_files(source, target)
+        path = str(target.relative_to(self.data_dir))
+        self.lease.write(
+            lambda repo: repo.record_epoch_weights(self.lease.fence, epoch, step, path, size)
+        )
+        return target

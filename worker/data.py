@@ -31,6 +31,22 @@ class LabeledSplits:
     train: pd.DataFrame
     validation: pd.DataFrame
     labels: list[str]  # id -> label name
+    held_out_ratio: float | None = None  # validation rows held out of the train file
+
+    def summary(self, label_column: str) -> dict[str, object]:
+        """What the job records about its data (`JobRead.data`)."""
+        counts = self.train[label_column].astype(str).str.strip().value_counts()
+        return {
+            "train_rows": len(self.train),
+            "validation_rows": len(self.validation),
+            "validation": (
+                {"source": "held_out", "ratio": self.held_out_ratio}
+                if self.held_out_ratio is not None
+                else {"source": "split"}
+            ),
+            "labels": self.labels,
+            "train_label_counts": {label: int(counts.get(label, 0)) for label in self.labels},
+        }
 
 
 def load_splits(
@@ -41,12 +57,17 @@ def load_splits(
     A Hub dataset is fetched into a folder under `job_dir` (the job's own folder; a temporary
     one under the jobs directory when not given), removed again once the splits are in memory.
     """
+    held_out: float | None = None
     if isinstance(spec.dataset, HubDataset):
         with hub_work_dir(settings, job_dir, "hub-dataset") as work:
             train, validation, names = _load_hub(settings, spec.dataset, spec.label_column, work)
     else:
         train, validation = _load_files(settings, tenant_id, spec.dataset)
         names = None
+        if validation is None:
+            ratio = spec.dataset.validation_split_ratio
+            train, validation = hold_out(train, spec.label_column, ratio, spec.hyperparameters.seed)
+            held_out = ratio
     for split, frame in (("train", train), ("validation", validation)):
         columns = [spec.text_column, spec.label_column]
         if spec.text_pair_column:
@@ -60,7 +81,28 @@ def load_splits(
             )
     labels = names or label_names(train[spec.label_column], settings.max_labels)
     check_labels(validation[spec.label_column], labels)
-    return LabeledSplits(train=train, validation=validation, labels=labels)
+    return LabeledSplits(train=train, validation=validation, labels=labels, held_out_ratio=held_out)
+
+
+def hold_out(
+    frame: pd.DataFrame, label_column: str, ratio: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded, stratified split of `frame` into (train, validation): the same rows for the
+    same file and seed, on every attempt. Labels too rare to stratify are split at random."""
+    from sklearn.model_selection import train_test_split
+
+    labels = frame[label_column].astype(str).str.strip()
+    counts = labels.value_counts()
+    n_validation = max(1, round(len(frame) * ratio))
+    stratify = labels if counts.min() >= 2 and n_validation >= len(counts) else None
+    if len(frame) < 2:
+        raise JobFailure(
+            "invalid_file", "The train file needs at least 2 rows to hold out a validation split."
+        )
+    train, validation = train_test_split(
+        frame, test_size=n_validation, random_state=seed, stratify=stratify, shuffle=True
+    )
+    return train.reset_index(drop=True), validation.reset_index(drop=True)
 
 
 @contextmanager
@@ -81,19 +123,20 @@ def hub_work_dir(settings: Settings, job_dir: Path | None, name: str) -> Iterato
 
 def _load_files(
     settings: Settings, tenant_id: str, dataset: FilesDataset
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    frames = []
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The train frame, and the validation frame (None when none was given)."""
+    frames: list[pd.DataFrame] = []
+    ids = [
+        (split, file_id)
+        for split, file_id in (
+            ("train", dataset.train_file_id),
+            ("validation", dataset.validation_file_id),
+        )
+        if file_id is not None
+    ]
     with session_scope() as session:
-        records = [
-            FileRepository(session).get(tenant_id, i)
-            for i in (dataset.train_file_id, dataset.validation_file_id)
-        ]
-    for split, record, file_id in zip(
-        ("train", "validation"),
-        records,
-        (dataset.train_file_id, dataset.validation_file_id),
-        strict=True,
-    ):
+        records = [FileRepository(session).get(tenant_id, file_id) for _, file_id in ids]
+    for (split, file_id), record in zip(ids, records, strict=True):
         if record is None:
             raise JobFailure("unknown_file", f"The {split} file '{file_id}' no longer exists.")
         try:
@@ -103,7 +146,7 @@ def _load_files(
                 "invalid_file",
                 f"Cannot read the {split} file: {public_message(exc, with_type=False)}",
             ) from exc
-    return frames[0], frames[1]
+    return frames[0], frames[1] if len(frames) > 1 else None
 
 
 def _load_hub(

@@ -24,7 +24,7 @@ from app.core.redact import public_message
 from app.jobs.repository import Fence, JobRepository
 from app.jobs.schemas import JobSpec
 from app.jobs.states import JobStatus, Outcome, RetryReason, StopReason
-from app.models.locator import trained_model_dir
+from app.models.locator import checkpoints_dir, trained_model_dir
 from app.observability.worker import record_job_finished
 from app.queue import enqueue_after_commit
 from app.tables import TrainedModel, new_id
@@ -39,6 +39,8 @@ class TrainingResultLike(Protocol):
     model_dir: Path
     labels: list[str]
     metrics: dict[str, float]
+    best_epoch: int | None
+    stopped_early: bool
 
 
 Train = Callable[[Settings, Attempt, LeaseKeeper], TrainingResultLike]
@@ -122,17 +124,31 @@ def _train_and_finish(
         id=model_id,
         tenant_id=attempt.tenant_id,
         job_id=fence.job_id,
+        epoch=result.best_epoch,
         base_model=attempt.spec.base_model,
         labels=result.labels,
         text_pair=attempt.spec.text_pair_column is not None,
         metrics=result.metrics,
     )
-    ended = _finish(fence, lambda repo: repo.succeed(fence, model))
+    # The kept epoch weights move out of the job's folder with the commit.
+    epochs, kept = (
+        settings.jobs_dir / fence.job_id / "epochs",
+        checkpoints_dir(settings, fence.job_id),
+    )
+    moved = None
+    if epochs.is_dir():
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(epochs, kept)
+        data_dir = settings.resolved_data_dir
+        moved = (f"{epochs.relative_to(data_dir)}/", f"{kept.relative_to(data_dir)}/")
+    ended = _finish(fence, lambda repo: repo.succeed(fence, model, result.stopped_early, moved))
     if ended is not JobStatus.succeeded:
         logger.warning(
             "job %s ended %s before its model committed; model discarded", fence.job_id, ended
         )
         shutil.rmtree(final_dir, ignore_errors=True)
+        shutil.rmtree(kept, ignore_errors=True)
     _remove_job_dir(settings, fence, ended)
     return _outcome(ended)
 

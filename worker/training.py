@@ -24,9 +24,10 @@ from app.core.config import Settings
 from app.core.precision import use_bf16
 from app.core.redact import public_message
 from app.jobs.schemas import Hyperparameters, JobSpec
+from app.models.files import link_model_files
 from app.models.locator import InvalidModelName, locate_base_model
 from worker.attempt import Attempt
-from worker.callbacks import JobProgressCallback
+from worker.callbacks import BestEpoch, EpochWeights, JobProgressCallback
 from worker.data import LabeledSplits, hub_work_dir, load_splits
 from worker.errors import JobFailure
 from worker.hub import HubUnavailable, fetch_base_model
@@ -43,7 +44,9 @@ hf_logging.disable_progress_bar()
 class TrainingResult:
     model_dir: Path  # a complete model folder, written aside, not yet in place
     labels: list[str]
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # the best epoch's
+    best_epoch: int | None = None
+    stopped_early: bool = False
 
 
 def load_base(
@@ -151,9 +154,12 @@ def training_arguments(settings: Settings, checkpoints: Path, hp: Hyperparameter
 
 def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> TrainingResult:
     """Train, evaluating each epoch; resumes from the job's last complete checkpoint when
-    there is one. A cancel is honoured between every stage and inside each."""
+    there is one. The model is the best epoch's weights by the job's chosen metric. A cancel
+    is honoured between every stage and inside each."""
     spec, job_id = attempt.spec, attempt.job_id
     splits: LabeledSplits = load_splits(settings, attempt.tenant_id, spec, attempt.folder)
+    summary = splits.summary(spec.label_column)
+    lease.write(lambda repo: repo.record_summary(attempt.fence, summary))
     lease.check()
     hp = spec.hyperparameters
     set_seed(hp.seed)  # the new classification head is initialised reproducibly
@@ -166,8 +172,11 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
     )
 
     args = training_arguments(settings, attempt.checkpoints, spec.hyperparameters)
+    metric, greater = spec.best_metric()
+    selection = BestEpoch(metric, greater, hp.early_stopping_patience, hp.early_stopping_threshold)
+    kept = EpochWeights(lease, settings.jobs_dir)
     progress = JobProgressCallback(
-        lease, settings.jobs_dir, settings.fault_injection_step_delay_seconds
+        lease, settings.jobs_dir, settings.fault_injection_step_delay_seconds, selection, kept
     )
     trainer = Trainer(
         model=model,
@@ -177,6 +186,11 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=build_compute_metrics(list(spec.metrics), len(splits.labels)),
+        compute_loss_func=(
+            balanced_loss(summary["train_label_counts"], splits.labels)  # type: ignore[arg-type]
+            if hp.class_weights == "balanced"
+            else None
+        ),
         callbacks=[progress],
     )
     logger.info(
@@ -194,9 +208,54 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
     trainer.train(resume_from_checkpoint=str(attempt.resume_from) if attempt.resume_from else None)
     lease.check()
 
-    shutil.rmtree(attempt.staging, ignore_errors=True)
-    trainer.save_model(str(attempt.staging))  # safetensors weights, config, tokenizer
+    # The last evaluated epoch's weights are in memory; keep them unless a checkpoint did.
+    kept_epochs = {row.epoch: row.path for row in lease.write(lambda r: r.list_checkpoints(job_id))}
+    last = max(selection.metrics, default=None)
+    if last is not None and last not in kept_epochs:
+        shutil.rmtree(attempt.staging, ignore_errors=True)
+        trainer.save_model(str(attempt.staging))  # safetensors weights, config, tokenizer
+        kept.keep(last, trainer.state.global_step, attempt.staging)
+        kept_epochs = {
+            row.epoch: row.path for row in lease.write(lambda r: r.list_checkpoints(job_id))
+        }
+    best = selection.best if selection.best is not None else last
     lease.check()
+    shutil.rmtree(attempt.staging, ignore_errors=True)
+    if best is None or best not in kept_epochs:
+        trainer.save_model(str(attempt.staging))
+    else:
+        link_model_files(settings.resolved_data_dir / kept_epochs[best], attempt.staging)
+    lease.check()
+    logger.info("job %s: best epoch %s by %s", job_id, best, metric)
     return TrainingResult(
-        model_dir=attempt.staging, labels=splits.labels, metrics=progress.final_metrics
+        model_dir=attempt.staging,
+        labels=splits.labels,
+        metrics=selection.metrics.get(best, progress.final_metrics) if best is not None else {},
+        best_epoch=best,
+        stopped_early=selection.stopped_early,
     )
+
+
+def balanced_loss(counts: dict[str, int], labels: list[str]) -> Callable[..., Any]:
+    """Cross-entropy weighted by inverse class frequency (scikit-learn's "balanced":
+    n_samples / (n_classes * count)); a class absent from the train split weighs 1."""
+    total = sum(counts.values())
+    weights = torch.tensor(
+        [total / (len(labels) * counts[label]) if counts.get(label) else 1.0 for label in labels]
+    )
+
+    def loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        logits = logits.view(-1, logits.shape[-1]).float()
+        targets = labels.view(-1).to(logits.device)
+        total_loss = torch.nn.functional.cross_entropy(
+            logits, targets, weight=weights.to(logits.device), reduction="sum"
+        )
+        # Normalised by the batch's summed weights, as a weighted mean would be; with gradient
+        # accumulation the Trainer leaves that scaling to this function.
+        mean = total_loss / weights.to(logits.device)[targets].sum()
+        if num_items_in_batch:
+            mean = mean * targets.numel() / num_items_in_batch
+        return mean
+
+    return loss

@@ -12,7 +12,15 @@ from app.core.errors import V1_ERRORS
 from app.jobs import service
 from app.jobs.chart import render_png
 from app.jobs.deps import OwnedJobDep
-from app.jobs.schemas import JobList, JobRead, JobSpec, JobStatusName, MetricList
+from app.jobs.schemas import (
+    CheckpointList,
+    JobList,
+    JobRead,
+    JobSpec,
+    JobStatusName,
+    MetricList,
+)
+from app.models.schemas import ModelRead
 
 logger = logging.getLogger(__name__)
 router = APIRouter(
@@ -75,6 +83,24 @@ async def metrics_chart(session: SessionDep, job: OwnedJobDep) -> Response:
     session.close()
     png = await run_in_threadpool(render_png, title, curves)
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{job_id}/checkpoints", response_model=CheckpointList)
+def list_checkpoints(session: SessionDep, job: OwnedJobDep) -> CheckpointList:
+    """The epochs whose weights the job kept, with their metrics; the best one is marked."""
+    return service.list_checkpoints(session, job)
+
+
+@router.post("/{job_id}/checkpoints/{epoch}/model", status_code=201, response_model=ModelRead)
+def register_checkpoint(
+    session: SessionDep, settings: SettingsDep, job: OwnedJobDep, epoch: int, response: Response
+) -> ModelRead:
+    """Register a kept epoch as a model (predict, download, fine-tune further). The same epoch
+    again answers 200 with the same model."""
+    model, created = service.register_checkpoint(session, settings, job, epoch)
+    if not created:
+        response.status_code = 200
+    return ModelRead.model_validate(model)
 
 
 @router.get("/{job_id}/metrics", response_model=MetricList)

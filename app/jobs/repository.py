@@ -35,7 +35,7 @@ from app.jobs.states import (
     RetryReason,
     Transition,
 )
-from app.tables import Job, JobMetric, TrainedModel, utcnow
+from app.tables import Job, JobCheckpoint, JobMetric, TrainedModel, utcnow
 
 # A row of RETURNING values (attempts, failures, cancel_requested, checkpoint: as selected).
 JobRow = Any
@@ -269,6 +269,43 @@ class JobRepository:
         self.session.execute(update(Job).where(Job.id == fence.job_id).values(checkpoint=path))
         self.events.append(fence.job_id, EventType.checkpoint_saved, data)
 
+    def record_summary(self, fence: Fence, summary: dict[str, Any]) -> None:
+        """What the worker loaded (rows per split, labels, where validation came from)."""
+        if self.guard(fence) is None:
+            raise LeaseLost(fence.job_id)
+        self.session.execute(update(Job).where(Job.id == fence.job_id).values(summary=summary))
+
+    def record_epoch_weights(
+        self, fence: Fence, epoch: int, step: int, path: str, size_bytes: int
+    ) -> None:
+        """Keep an epoch's weights for the user (a resumed attempt's own copy replaces an
+        earlier attempt's)."""
+        if self.guard(fence) is None:
+            raise LeaseLost(fence.job_id)
+        values = {"step": step, "path": path, "size_bytes": size_bytes}
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self.session.execute(
+            insert(JobCheckpoint)
+            .values(job_id=fence.job_id, epoch=epoch, created_at=utcnow(), **values)
+            .on_conflict_do_update(index_elements=["job_id", "epoch"], set_=values)
+        )
+
+    def list_checkpoints(self, job_id: str) -> list[JobCheckpoint]:
+        query = (
+            select(JobCheckpoint)
+            .where(JobCheckpoint.job_id == job_id)
+            .order_by(JobCheckpoint.epoch)
+        )
+        return list(self.session.scalars(query))
+
+    def get_checkpoint(self, job_id: str, epoch: int) -> JobCheckpoint | None:
+        return self.session.scalar(
+            select(JobCheckpoint).where(
+                JobCheckpoint.job_id == job_id, JobCheckpoint.epoch == epoch
+            )
+        )
+
     def add_metric_once(self, fence: Fence, row: JobMetric) -> None:
         """Insert an epoch's metrics unless a row for that epoch exists (a resumed run)."""
         if self.guard(fence) is None:
@@ -292,10 +329,17 @@ class JobRepository:
         if inserted is not None:
             self.events.append(fence.job_id, EventType.epoch_finished, values)
 
-    def succeed(self, fence: Fence, model: TrainedModel) -> JobStatus | None:
+    def succeed(
+        self,
+        fence: Fence,
+        model: TrainedModel,
+        stopped_early: bool = False,
+        checkpoints_moved: tuple[str, str] | None = None,
+    ) -> JobStatus | None:
         """Register the model and end the job `succeeded`: the commit point of a model. A
         cancel requested before it wins: the job ends `cancelled` and the model is not
-        registered. None when the lease was no longer ours."""
+        registered. None when the lease was no longer ours. `checkpoints_moved` is the
+        (old, new) path prefix of the kept epoch weights, moved out of the job's folder."""
         state = self.guard(fence)
         if state is None:
             return None
@@ -305,10 +349,22 @@ class JobRepository:
             SUCCEED,
             fence.job_id,
             fence=fence,
-            values={**_ended(fence), "model_id": model.id},
-            data={"model_id": model.id},
+            values={
+                **_ended(fence),
+                "model_id": model.id,
+                "best_epoch": model.epoch,
+                "stopped_early": stopped_early,
+            },
+            data={"model_id": model.id, "best_epoch": model.epoch, "stopped_early": stopped_early},
         ):
             return None
+        if checkpoints_moved is not None:
+            old, new = checkpoints_moved
+            self.session.execute(
+                update(JobCheckpoint)
+                .where(JobCheckpoint.job_id == fence.job_id)
+                .values(path=func.replace(JobCheckpoint.path, old, new))
+            )
         self.session.add(model)
         self.session.flush()
         return JobStatus.succeeded

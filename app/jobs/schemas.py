@@ -1,9 +1,9 @@
 """Fine-tune job specs and the API shapes of jobs and their metrics."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SUPPORTED_METRICS = ("accuracy", "f1", "precision", "recall", "matthews_correlation")
 MetricName = Literal["accuracy", "f1", "precision", "recall", "matthews_correlation"]
@@ -18,7 +18,14 @@ class FilesDataset(StrictModel):
 
     source: Literal["files"] = "files"
     train_file_id: str = Field(min_length=1, max_length=40)
-    validation_file_id: str = Field(min_length=1, max_length=40)
+    validation_file_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description="Left out: a seeded, stratified `validation_split_ratio` of the train "
+        "file is held out for evaluation (the same rows on every attempt).",
+    )
+    validation_split_ratio: float = Field(default=0.1, gt=0, le=0.5)
 
 
 SPLIT_PATTERN = r"^[A-Za-z0-9_][\w.\-]*(\[[\w:%\-]*\])?$"
@@ -65,6 +72,30 @@ class Hyperparameters(StrictModel):
         description="auto: bf16 autocast where the hardware computes bf16 natively (recent "
         "GPUs, CPUs with AVX512-BF16 or AMX), else fp32. fp32 is the course recipe.",
     )
+    metric_for_best_model: str | None = Field(
+        default=None,
+        max_length=40,
+        description="The model registered is the epoch best by this metric (one of the "
+        "job's metrics, or eval_loss); default: the first requested metric. Ties keep the "
+        "earlier epoch.",
+    )
+    greater_is_better: bool | None = Field(
+        default=None, description="Default: false for eval_loss, true for the others."
+    )
+    early_stopping_patience: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Stop after this many evaluations without improvement (off by default).",
+    )
+    early_stopping_threshold: float = Field(
+        default=0.0, ge=0, description="How much better counts as an improvement."
+    )
+    class_weights: Literal["balanced"] | None = Field(
+        default=None,
+        description="balanced: weigh each class's loss by inverse class frequency (for "
+        "imbalanced data); off by default.",
+    )
 
 
 def _default_metrics() -> list[MetricName]:
@@ -81,6 +112,22 @@ class JobSpec(StrictModel):
     label_column: str = Field(min_length=1)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     metrics: list[MetricName] = Field(default_factory=_default_metrics, min_length=1)
+
+    @model_validator(mode="after")
+    def _best_metric_is_computed(self) -> "JobSpec":
+        name = self.hyperparameters.metric_for_best_model
+        if name is not None and name != "eval_loss" and name not in self.metrics:
+            raise ValueError(
+                f"hyperparameters.metric_for_best_model '{name}' must be eval_loss or one of "
+                f"the job's metrics ({', '.join(self.metrics)})"
+            )
+        return self
+
+    def best_metric(self) -> tuple[str, bool]:
+        """The metric that picks the best epoch, and whether greater is better."""
+        name = self.hyperparameters.metric_for_best_model or self.metrics[0]
+        greater = self.hyperparameters.greater_is_better
+        return name, (not name.endswith("loss")) if greater is None else greater
 
 
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -110,6 +157,14 @@ class JobRead(BaseModel):
     cancel_requested: bool
     error: JobError | None
     model_id: str | None
+    best_epoch: int | None = Field(
+        description="The epoch whose weights the model has (best by the chosen metric)."
+    )
+    stopped_early: bool = Field(description="Early stopping ended training before its end.")
+    data: dict[str, Any] | None = Field(
+        description="What the worker loaded: rows per split, labels, and where validation "
+        "came from (a file, or rows held out of the train file)."
+    )
 
 
 class JobList(BaseModel):
@@ -131,3 +186,18 @@ class MetricRow(BaseModel):
 
 class MetricList(BaseModel):
     data: list[MetricRow]
+
+
+class CheckpointRead(BaseModel):
+    epoch: int
+    step: int
+    size_bytes: int
+    eval_loss: float | None
+    metrics: dict[str, float]
+    is_best: bool
+    model_id: str | None = Field(description="The model registered from this epoch, if any.")
+    created_at: datetime
+
+
+class CheckpointList(BaseModel):
+    data: list[CheckpointRead]

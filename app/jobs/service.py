@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 
 from sqlalchemy.orm import Session
 
@@ -13,6 +14,8 @@ from app.files.repository import FileRepository
 from app.jobs.chart import Curves
 from app.jobs.repository import JobRepository, decode_cursor, encode_cursor
 from app.jobs.schemas import (
+    CheckpointList,
+    CheckpointRead,
     FilesDataset,
     JobError,
     JobList,
@@ -23,10 +26,11 @@ from app.jobs.schemas import (
     MetricRow,
 )
 from app.jobs.states import EventType, JobStatus
-from app.models.locator import InvalidModelName, locate_base_model
+from app.models.files import link_model_files
+from app.models.locator import InvalidModelName, locate_base_model, trained_model_dir
 from app.models.repository import ModelRepository
 from app.queue import enqueue_after_commit
-from app.tables import Job, new_id
+from app.tables import Job, TrainedModel, new_id
 
 
 def spec_hash(spec: JobSpec) -> str:
@@ -125,6 +129,8 @@ def _check_files(session: Session, tenant_id: str, spec: JobSpec) -> None:
         ("train", spec.dataset.train_file_id),
         ("validation", spec.dataset.validation_file_id),
     ):
+        if file_id is None:
+            continue  # held out of the train file by the worker
         record = files.get(tenant_id, file_id)
         if record is None:
             raise ApiError(
@@ -208,8 +214,91 @@ def to_read(job: Job) -> JobRead:
             "cancel_requested": job.cancel_requested,
             "error": error,
             "model_id": job.model_id,
+            "best_epoch": job.best_epoch,
+            "stopped_early": job.stopped_early,
+            "data": job.summary,
         }
     )
+
+
+def list_checkpoints(session: Session, job: Job) -> CheckpointList:
+    """The epochs whose weights are kept (those of a job that has succeeded), each with its
+    metrics and the model registered from it, if any."""
+    if job.status is not JobStatus.succeeded:
+        return CheckpointList(data=[])
+    repo = JobRepository(session)
+    metrics = {row.epoch: row for row in repo.list_metrics(job.id)}
+    models = ModelRepository(session).by_job_epoch(job.id)
+    return CheckpointList(
+        data=[
+            CheckpointRead(
+                epoch=row.epoch,
+                step=row.step,
+                size_bytes=row.size_bytes,
+                eval_loss=metrics[row.epoch].eval_loss if row.epoch in metrics else None,
+                metrics=metrics[row.epoch].metrics if row.epoch in metrics else {},
+                is_best=row.epoch == job.best_epoch,
+                model_id=models.get(row.epoch),
+                created_at=row.created_at,
+            )
+            for row in repo.list_checkpoints(job.id)
+        ]
+    )
+
+
+def register_checkpoint(
+    session: Session, settings: Settings, job: Job, epoch: int
+) -> tuple[TrainedModel, bool]:
+    """A kept epoch as a model of its own (idempotent: the same epoch gives the same model,
+    and the best epoch gives the job's model); returns (model, created)."""
+    if job.status is not JobStatus.succeeded:
+        raise ApiError(
+            409,
+            "job_not_succeeded",
+            f"Job '{job.id}' is {job.status}; checkpoints can be registered once it succeeds.",
+        )
+    models = ModelRepository(session)
+    existing = models.by_job_epoch(job.id).get(epoch)
+    if existing is not None:
+        found = models.get(job.tenant_id, existing)
+        assert found is not None
+        return found, False
+    checkpoint = JobRepository(session).get_checkpoint(job.id, epoch)
+    if checkpoint is None:
+        raise ApiError(
+            404,
+            "checkpoint_not_found",
+            f"Job '{job.id}' kept no checkpoint of epoch {epoch}; list them at "
+            f"/v1/jobs/{job.id}/checkpoints.",
+        )
+    job_model = models.get(job.tenant_id, job.model_id or "")
+    metrics_row = {row.epoch: row for row in JobRepository(session).list_metrics(job.id)}.get(epoch)
+    model = TrainedModel(
+        id=new_id("mdl"),
+        tenant_id=job.tenant_id,
+        job_id=job.id,
+        epoch=epoch,
+        base_model=job.spec["base_model"],
+        labels=job_model.labels if job_model else [],
+        text_pair=job.spec.get("text_pair_column") is not None,
+        metrics=(
+            dict(
+                metrics_row.metrics,
+                **(
+                    {"eval_loss": metrics_row.eval_loss}
+                    if metrics_row.eval_loss is not None
+                    else {}
+                ),
+            )
+            if metrics_row
+            else {}
+        ),
+    )
+    staging = trained_model_dir(settings, f".{model.id}.partial")
+    link_model_files(settings.resolved_data_dir / checkpoint.path, staging)
+    os.replace(staging, trained_model_dir(settings, model.id))
+    models.add(model)
+    return model, True
 
 
 def metrics_chart(session: Session, job: Job) -> tuple[str, Curves]:

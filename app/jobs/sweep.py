@@ -12,6 +12,7 @@ from app.core.config import Settings
 from app.core.db import session_scope
 from app.files.repository import FileRepository
 from app.jobs.repository import JobRepository
+from app.jobs.states import JobStatus
 from app.models.repository import ModelRepository
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def _remove(path: Path) -> None:
 def sweep_leftovers(settings: Settings) -> dict[str, int]:
     """One sweep; returns how many entries of each kind it removed."""
     grace = settings.sweep_grace_seconds
-    removed = {"models": 0, "jobs": 0, "uploads": 0}
+    removed = {"models": 0, "jobs": 0, "uploads": 0, "checkpoints": 0}
 
     models = _old_entries(settings.models_dir, grace)
     with session_scope() as session:
@@ -59,6 +60,15 @@ def sweep_leftovers(settings: Settings) -> dict[str, int]:
         if status is None or status.is_terminal:
             _remove(path)
             removed["jobs"] += 1
+
+    # Kept epoch weights of jobs that did not succeed (or have no row any more).
+    kept = _old_entries(settings.resolved_data_dir / "checkpoints", grace)
+    with session_scope() as session:
+        statuses = JobRepository(session).statuses([path.name for path in kept])
+    for path in kept:
+        if statuses.get(path.name) is not JobStatus.succeeded:
+            _remove(path)
+            removed["checkpoints"] += 1
 
     # Upload temp files (".upload-*") of a process that died mid-upload, and saved uploads
     # whose row never committed.

@@ -35,6 +35,11 @@ def trained_model_dir(settings: Settings, model_id: str) -> Path:
     return settings.models_dir / model_id
 
 
+def checkpoints_dir(settings: Settings, job_id: str) -> Path:
+    """The kept epoch weights of a job that has succeeded."""
+    return settings.resolved_data_dir / "checkpoints" / job_id
+
+
 def locate_base_model(settings: Settings, name: str) -> BaseModelRef:
     if TRAINED_MODEL_ID.match(name):
         return BaseModelRef("trained", name, str(trained_model_dir(settings, name)))

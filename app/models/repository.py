@@ -32,3 +32,15 @@ class ModelRepository:
         return set(
             self.session.scalars(select(TrainedModel.id).where(TrainedModel.id.in_(model_ids)))
         )
+
+    def by_job_epoch(self, job_id: str) -> dict[int, str]:
+        """The job's registered models by the epoch their weights come from."""
+        query = select(TrainedModel.epoch, TrainedModel.id).where(TrainedModel.job_id == job_id)
+        return {
+            epoch: model_id for epoch, model_id in self.session.execute(query) if epoch is not None
+        }
+
+    def add(self, model: TrainedModel) -> TrainedModel:
+        self.session.add(model)
+        self.session.flush()
+        return model

@@ -12,6 +12,11 @@ class ModelRead(BaseModel):
 
     id: str
     job_id: str
+    epoch: int | None = Field(
+        default=None,
+        description="The epoch of the job whose weights these are (the best one, for the "
+        "job's own model); its metrics are that epoch's.",
+    )
     base_model: str
     labels: list[str]
     text_pair: bool

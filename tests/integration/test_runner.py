@@ -28,6 +28,8 @@ class Result:
         self.model_dir = folder
         self.labels = ["negative", "positive"]
         self.metrics = {"accuracy": 1.0}
+        self.best_epoch: int | None = 1
+        self.stopped_early = False
 
 
 def fake_model(attempt: Attempt) -> Result:
@@ -72,9 +74,9 @@ def test_an_ambiguous_commit_keeps_the_registered_model(
 
     original = JobRepository.succeed
 
-    def succeed(self: JobRepository, fence: Any, model: Any) -> Any:
+    def succeed(self: JobRepository, fence: Any, model: Any, *args: Any) -> Any:
         self.session.info["tuneserve_model_commit"] = True
-        return original(self, fence, model)
+        return original(self, fence, model, *args)
 
     monkeypatch.setattr(JobRepository, "succeed", succeed)
     event.listen(Session, "after_commit", lose_the_answer)
@@ -270,7 +272,7 @@ def test_the_sweep_removes_only_what_no_row_owns(configured: Path) -> None:
     (settings.uploads_dir / ".upload-abc").write_bytes(b"half an upload")
     (settings.uploads_dir / "file_never_committed.csv").write_bytes(b"a,b\n")
     removed = sweep_leftovers(settings)
-    assert removed == {"models": 1, "jobs": 2, "uploads": 2}
+    assert removed == {"models": 1, "jobs": 2, "uploads": 2, "checkpoints": 0}
     assert list(settings.uploads_dir.iterdir()) == []
     assert not orphan.exists()
     assert (settings.models_dir / registered).is_dir()
