@@ -129,6 +129,9 @@ class JobProgressCallback(TrainerCallback):
         data = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
         location = str(folder.relative_to(self.jobs_dir)) if self.jobs_dir else str(folder)
         self.lease.write(lambda repo: repo.record_checkpoint(self.lease.fence, location, data))
+        epoch = float(state.epoch or 0.0)
+        if self.kept is not None and abs(epoch - round(epoch)) < 1e-6:
+            self.kept.keep(round(epoch), state.global_step, folder)
         for old in output.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
             if old != folder:
                 shutil.rmtree(old, ignore_errors=True)

@@ -221,9 +221,9 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
     best = selection.best if selection.best is not None else last
     lease.check()
     shutil.rmtree(attempt.staging, ignore_errors=True)
-    if best is None or best not in kept_epochs:
+    if best is None:
         trainer.save_model(str(attempt.staging))
-    else:
+    else:  # every evaluated epoch's weights are kept: the best one's become the model
         link_model_files(settings.resolved_data_dir / kept_epochs[best], attempt.staging)
     lease.check()
     logger.info("job %s: best epoch %s by %s", job_id, best, metric)
