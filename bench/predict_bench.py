@@ -42,15 +42,15 @@ MRPC_DEV = ROOT.parent / "shared" / "data" / "glue" / "MRPC" / "dev.tsv"
 CONCURRENCY = (1, 8, 32, 64)
 
 
-def mrpc_labelled() -> tuple[list[dict[str, str]], list[str]]:
+def mrpc_labelled(dev: Path = MRPC_DEV) -> tuple[list[dict[str, str]], list[str]]:
     """MRPC dev pairs as predict inputs, and their gold labels ("0" or "1")."""
-    with MRPC_DEV.open(encoding="utf-8-sig", newline="") as handle:
+    with dev.open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
     return [{"text": r[3], "text_pair": r[4]} for r in rows[1:]], [r[0] for r in rows[1:]]
 
 
-def mrpc_pairs() -> list[dict[str, str]]:
-    return mrpc_labelled()[0]
+def mrpc_pairs(dev: Path = MRPC_DEV) -> list[dict[str, str]]:
+    return mrpc_labelled(dev)[0]
 
 
 def build_model(folder: Path) -> None:
@@ -82,7 +82,7 @@ def bare_forward_ms(loaded: Any, pairs: list[dict[str, str]], runs: int = 200) -
         with torch.inference_mode():
             model(**encoded)
         times.append(time.perf_counter() - started)
-    return statistics.median(times[20:]) * 1000
+    return statistics.median(times[20:] or times) * 1000  # the first 20 warm up
 
 
 def model_pairs_per_second(loaded: Any, pairs: list[dict[str, str]], batch: int = 32) -> float:
@@ -241,10 +241,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--repeats", type=int, default=3, help="sweeps; each point's median")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    # Smaller runs (the smoke test): other data, fewer pairs, points and bare-forward runs.
+    parser.add_argument("--mrpc", type=Path, default=MRPC_DEV.parent, help="dir with dev.tsv")
+    parser.add_argument("--pairs", type=int, help="only the first N dev pairs")
+    parser.add_argument("--bare-runs", type=int, default=200, help="timed bare forward passes")
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=list(CONCURRENCY), help="must hold 1, 32"
+    )
     args = parser.parse_args()
+    concurrencies = sorted(set(args.concurrency) | {1, 32})
 
     work = Path(tempfile.mkdtemp(prefix="tuneserve-bench-"))
-    pairs = mrpc_pairs()
+    pairs = mrpc_pairs(args.mrpc / "dev.tsv")[: args.pairs]
     folder = work / "model"
     build_model(folder)
     from app.predict.loaded_model import LoadedModel
@@ -294,10 +302,12 @@ def main() -> int:
             # all of them alike.
             samples: dict[str, dict[int, list[dict[str, float]]]] = {}
             for _ in range(args.repeats):
-                for concurrency in CONCURRENCY:
+                for concurrency in concurrencies:
                     if concurrency == 1:
                         for precision, loaded in bare_models.items():
-                            bare_samples[precision].append(bare_forward_ms(loaded, pairs))
+                            bare_samples[precision].append(
+                                bare_forward_ms(loaded, pairs, args.bare_runs)
+                            )
                         print(f"bare forward, one pair, ms: {bare_samples}", flush=True)
                     if concurrency == 32:
                         for precision, loaded in bare_models.items():
@@ -333,7 +343,7 @@ def main() -> int:
         header + " | errors |",
         "|---" * (4 + 2 * len(VARIANTS)) + "|",
     ]
-    for c in CONCURRENCY:
+    for c in concurrencies:
         cells = [f"{c}", f"{base[c]['throughput']:.1f}"]
         cells += [
             f"{results[n][c]['throughput']:.1f} (**{results[n][c]['throughput'] / base[c]['throughput']:.2f}x**)"

