@@ -21,6 +21,7 @@ from app.jobs.endpoints import router as jobs_router
 from app.jobs.reaper import start_reaper_thread
 from app.models.endpoints import router as models_router
 from app.observability.api import install_metrics
+from app.predict.admission import PredictAdmissionMiddleware
 from app.predict.service import PredictService
 from app.ui.endpoints import router as ui_router
 from app.ui.endpoints import static_files as ui_static_files
@@ -64,6 +65,7 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, limit_for_path=request_body_limit)
+    app.add_middleware(PredictAdmissionMiddleware)  # a full predict queue refuses at once
     app.include_router(files_router)
     app.include_router(jobs_router)
     app.include_router(events_router)

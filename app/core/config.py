@@ -50,10 +50,13 @@ class Settings(BaseSettings):
     # requests when the model is busy (a lone request never waits).
     predict_max_batch: int = 64
     predict_max_wait_ms: float = 2.0
+    # Characters (text and text_pair) per forward pass: long inputs make smaller passes, so a
+    # pass, and another tenant's wait for it, stays short (one input is always taken).
+    predict_max_batch_chars: int = 8192
     # The serving number format when a request names none (see PredictRequest.precision).
     predict_precision: ServingPrecision = "auto"
-    # Predict inputs waiting for one model (in one precision), and for the whole process; a
-    # request over either is refused with Retry-After (429 / 503 predict_overloaded).
+    # Predict inputs waiting for one model (its precisions together), and in the whole process;
+    # while either many wait, requests are refused with Retry-After (429 / 503 predict_overloaded).
     predict_max_queued_inputs_per_model: int = 1024
     predict_max_queued_inputs: int = 4096
 

@@ -1,9 +1,10 @@
 """Dynamic micro-batching on one forward thread, shared fairly between tenants.
 
-Requests queue per model and precision ("model_id:precision"). The forward thread is the
-scheduler: whenever it is free it takes the next queue in turn (round-robin over tenants, then
-over each tenant's models) and runs one forward pass over up to `max_batch` of that queue's
-waiting inputs, tokenized together with dynamic padding. A request bigger than a pass is split
+Requests queue per model and precision (key "model_id:precision"). The forward thread is the
+scheduler: whenever it is free it takes the next queue in turn (round-robin over tenants, the
+tenant of the last pass after any other that waits; then over each tenant's queues) and runs one forward pass over up to `max_batch` of that queue's
+waiting inputs (and of at most `max_batch_chars` characters: long inputs make smaller passes,
+whose tokenization and forward take about as long), tokenized together with dynamic padding. A request bigger than a pass is split
 over several, so a tenant sending 256-input requests holds the thread for one pass at a time,
 and another tenant's lone input waits for at most that one pass. A lone request runs at once;
 only when the queue's previous pass served several requests (the model is under load) and no
@@ -15,8 +16,11 @@ which on a small CPU slowed a lone request's pass by about half. Scheduling on t
 itself, not in an event-loop task, means nothing can cancel a pass half way: every request
 taken into a pass gets its answer or its error.
 
-Queues are bounded: a model's waiting inputs (answered 429) and the process's (503). A request
-whose future is cancelled (its client went away) is dropped from its queue, its inputs never run.
+Queues are bounded: a request is refused while `max_queued_per_model` inputs wait for its model
+(all precisions together; Overloaded "model", answered 429) or `max_queued` for the process
+("process", 503). A request that is taken may overshoot a bound by its own size, so the check
+needs no size and can run before the request body is read (see admission.py). A request whose
+future is cancelled (its client went away) is dropped from its queue, its inputs never run.
 """
 
 import asyncio
@@ -62,6 +66,9 @@ class _Request:
     results: Labelled = field(default_factory=list, repr=False)
 
 
+_Part = tuple[_Request, int, int]
+
+
 @dataclass(eq=False)
 class _Queue:
     key: str
@@ -70,22 +77,38 @@ class _Queue:
     waiting: int = 0  # inputs not yet taken into a pass
     last_pass_requests: int = 0
 
-    def take(self, room: int) -> list[tuple[_Request, int, int]]:
-        """Up to `room` waiting inputs, as (request, start, end) slices, oldest first."""
-        parts = []
+    @property
+    def group(self) -> tuple[str, str]:
+        """(tenant, model id): the queues of one model's precisions share a bound."""
+        return self.tenant, self.key.partition(":")[0]
+
+    def take(self, room: int, chars: int, first: bool) -> tuple[list[_Part], int]:
+        """Up to `room` waiting inputs of at most `chars` characters together (the `first` of a
+        pass is taken whatever its size), as (request, start, end) slices, oldest first; and
+        the characters taken."""
+        parts: list[_Part] = []
+        used = 0
         while room > 0 and self.requests:
             request = self.requests[0]
             if request.dropped:
                 self.requests.popleft()
                 continue
-            end = min(len(request.texts), request.taken + room)
-            parts.append((request, request.taken, end))
-            room -= end - request.taken
-            self.waiting -= end - request.taken
-            request.taken = end
+            start = end = request.taken
+            while end < len(request.texts) and room > 0:
+                size = len(request.texts[end]) + (len(request.pairs[end]) if request.pairs else 0)
+                if used + size > chars and not (first and not used and end == start):
+                    room = 0
+                    break
+                used += size
+                room -= 1
+                end += 1
+            if end > start:
+                parts.append((request, start, end))
+                request.taken = end
+                first = False
             if end == len(request.texts):
                 self.requests.popleft()
-        return parts
+        return parts, used
 
 
 class Batcher:
@@ -98,9 +121,11 @@ class Batcher:
         max_wait_seconds: float,
         max_queued_per_model: int,
         max_queued: int,
+        max_batch_chars: int = 8192,
     ) -> None:
         self.load = load  # called on the forward thread with a queue's key
         self.max_batch = max(1, max_batch)
+        self.max_batch_chars = max(1, max_batch_chars)
         self.max_wait = max(0.0, max_wait_seconds)
         self.max_queued_per_model = max(1, max_queued_per_model)
         self.max_queued = max(1, max_queued)
@@ -110,6 +135,8 @@ class Batcher:
         # Queues with waiting inputs, in turn order: tenant -> its models' keys.
         self._turns: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()
         self._queued = 0
+        self._group_waiting: dict[tuple[str, str], int] = {}
+        self._last_tenant: str | None = None
         self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="predict", daemon=True)
@@ -119,6 +146,15 @@ class Batcher:
     def queued(self) -> int:
         """Inputs waiting, all queues together (not counting the pass in flight)."""
         return self._queued
+
+    def refusal(self, tenant: str, model_id: str) -> Overloaded | None:
+        """Why a new request of `tenant` for `model_id` would be refused now, if it would."""
+        waiting = self._group_waiting.get((tenant, model_id), 0)
+        if waiting >= self.max_queued_per_model:
+            return Overloaded("model", waiting, self.max_queued_per_model)
+        if self._queued >= self.max_queued:
+            return Overloaded("process", self._queued, self.max_queued)
+        return None
 
     def call(self, function: Callable[[], Any]) -> Future[Any]:
         """Run `function` on the forward thread, before any waiting pass (the bf16 probe)."""
@@ -160,6 +196,7 @@ class Batcher:
                 queue.waiting = 0
             self._turns.clear()
             self._queued = 0
+            self._group_waiting.clear()
             calls = list(self._calls)
             self._calls.clear()
             self._wake.notify_all()
@@ -178,19 +215,16 @@ class Batcher:
         with self._lock:
             if self._closed:
                 raise BatcherClosed("The predict service is shutting down.")
+            refusal = self.refusal(tenant, key.partition(":")[0])
+            if refusal is not None:
+                raise refusal
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = _Queue(key, tenant)
-            # An empty queue always takes one request, however big (within max_predict_inputs).
-            if queue.waiting and queue.waiting + size > self.max_queued_per_model:
-                raise Overloaded("model", queue.waiting, self.max_queued_per_model)
-            if self._queued and self._queued + size > self.max_queued:
-                raise Overloaded("process", self._queued, self.max_queued)
             queue.requests.append(request)
             if not queue.waiting:
                 self._turns.setdefault(tenant, OrderedDict())[key] = None
-            queue.waiting += size
-            self._queued += size
+            self._count(queue, size)
             self._wake.notify()
 
     def _drop(self, key: str, request: _Request) -> None:
@@ -205,13 +239,22 @@ class Batcher:
             untaken = len(request.texts) - request.taken
             if queue is None or not untaken:
                 return
-            queue.waiting -= untaken
-            self._queued -= untaken
+            self._count(queue, -untaken)
             if not queue.waiting:
                 queue.requests.clear()  # only dropped requests are left
                 self._leave_turns(queue)
 
-    # --- on the forward thread ------------------------------------------------------------
+    # --- under the lock ----------------------------------------------------------------------
+    def _count(self, queue: _Queue, inputs: int) -> None:
+        """`inputs` more (or, negative, fewer) waiting in `queue`."""
+        queue.waiting += inputs
+        self._queued += inputs
+        waiting = self._group_waiting.get(queue.group, 0) + inputs
+        if waiting:
+            self._group_waiting[queue.group] = waiting
+        else:
+            self._group_waiting.pop(queue.group, None)
+
     def _leave_turns(self, queue: _Queue) -> None:
         keys = self._turns.get(queue.tenant)
         if keys is not None:
@@ -222,7 +265,7 @@ class Batcher:
     def _others_waiting(self, queue: _Queue) -> bool:
         return len(self._turns) > 1 or len(self._turns.get(queue.tenant, ())) > 1
 
-    def _next_pass(self) -> tuple[_Queue, list[tuple[_Request, int, int]]] | None:
+    def _next_pass(self) -> tuple[_Queue, list[_Part]] | None:
         """Wait for work; the next queue in turn and the slices of its next pass. None to stop;
         a call to run first is left in `_calls`."""
         with self._lock:
@@ -234,23 +277,35 @@ class Batcher:
                 if not self._turns:
                     self._wake.wait()
                     continue
-                tenant, keys = next(iter(self._turns.items()))
+                tenant = next(iter(self._turns))
+                if tenant == self._last_tenant and len(self._turns) > 1:
+                    # Whoever came while this tenant's pass ran goes first.
+                    tenant = list(self._turns)[1]
+                self._last_tenant = tenant
+                keys = self._turns[tenant]
                 key = next(iter(keys))
                 self._turns.move_to_end(tenant)  # the next pass is another tenant's, if any
                 keys.move_to_end(key)
                 queue = self._queues[key]
-                parts = self._take(queue, self.max_batch)
+                parts, chars = self._take(queue, self.max_batch, self.max_batch_chars, True)
                 size = sum(end - start for _, start, end in parts)
                 if queue.last_pass_requests > 1 and self.max_wait:
                     deadline = time.monotonic() + self.max_wait
-                    while size < self.max_batch and not self._others_waiting(queue):
+                    while (
+                        size < self.max_batch
+                        and chars < self.max_batch_chars
+                        and not self._others_waiting(queue)
+                    ):
                         remaining = deadline - time.monotonic()
                         if remaining <= 0 or self._closed or self._calls:
                             break
                         self._wake.wait(remaining)
-                        more = self._take(queue, self.max_batch - size)
+                        more, more_chars = self._take(
+                            queue, self.max_batch - size, self.max_batch_chars - chars, not parts
+                        )
                         parts += more
                         size += sum(end - start for _, start, end in more)
+                        chars += more_chars
                 if not queue.waiting:
                     self._leave_turns(queue)
                 self._prune(queue)
@@ -258,10 +313,10 @@ class Batcher:
                     queue.last_pass_requests = len({id(request) for request, _, _ in parts})
                     return queue, parts
 
-    def _take(self, queue: _Queue, room: int) -> list[tuple[_Request, int, int]]:
-        parts = queue.take(room)
-        self._queued -= sum(end - start for _, start, end in parts)
-        return parts
+    def _take(self, queue: _Queue, room: int, chars: int, first: bool) -> tuple[list[_Part], int]:
+        parts, used = queue.take(room, chars, first)
+        self._count(queue, -sum(end - start for _, start, end in parts))
+        return parts, used
 
     def _prune(self, keep: _Queue) -> None:
         """Forget idle queues (a queue is kept while idle so it remembers it was busy)."""
@@ -288,7 +343,7 @@ class Batcher:
                 continue
             self._forward(*work)
 
-    def _forward(self, queue: _Queue, parts: list[tuple[_Request, int, int]]) -> None:
+    def _forward(self, queue: _Queue, parts: list[_Part]) -> None:
         texts = [text for request, start, end in parts for text in request.texts[start:end]]
         pairs = None
         if parts[0][0].pairs is not None:
@@ -314,9 +369,7 @@ class Batcher:
         with self._lock:
             if not request.dropped:
                 request.dropped = True
-                untaken = len(request.texts) - request.taken
-                queue.waiting -= untaken
-                self._queued -= untaken
+                self._count(queue, request.taken - len(request.texts))
                 if not queue.waiting:
                     self._leave_turns(queue)
         _settle(request, exc)

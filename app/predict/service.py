@@ -31,12 +31,18 @@ class PredictService:
         max_wait_seconds: float,
         max_queued_per_model: int,
         max_queued: int,
+        max_batch_chars: int = 8192,
     ) -> None:
         # Touched only on the forward thread: a model is loaded, used and evicted there, so
         # eviction never happens under a pass in flight.
         self.cache: ModelCache[Model] = ModelCache(cache_size, load)
         self.batcher = Batcher(
-            self.cache.get, max_batch, max_wait_seconds, max_queued_per_model, max_queued
+            self.cache.get,
+            max_batch,
+            max_wait_seconds,
+            max_queued_per_model,
+            max_queued,
+            max_batch_chars,
         )
 
     @classmethod
@@ -52,7 +58,13 @@ class PredictService:
             max_wait_seconds=settings.predict_max_wait_ms / 1000,
             max_queued_per_model=settings.predict_max_queued_inputs_per_model,
             max_queued=settings.predict_max_queued_inputs,
+            max_batch_chars=settings.predict_max_batch_chars,
         )
+
+    def refusal(self, tenant: str, model_id: str) -> ApiError | None:
+        """The 429 or 503 a new request of `tenant` for `model_id` would get now, if any."""
+        overloaded = self.batcher.refusal(tenant, model_id)
+        return None if overloaded is None else _overloaded(overloaded)
 
     def run_on_forward_thread(self, function: Callable[[], Any]) -> Any:
         """Run `function` on the forward thread and wait for it (torch on any other thread

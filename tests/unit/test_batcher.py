@@ -98,6 +98,21 @@ def test_max_batch_bounds_a_pass_and_splits_a_big_request() -> None:
     assert [label for label, _ in big] == [str(i + 1) for i in range(10)]  # in order
 
 
+def test_long_inputs_make_smaller_passes() -> None:
+    model = FakeModel()
+
+    async def scenario() -> Any:
+        batcher = Batcher(lambda key: model, 64, 0.0, 100_000, 100_000, max_batch_chars=3000)
+        texts = ["x" * 1000] * 7 + ["y" * 5000, "z"]
+        labelled = await batcher.predict("t", "m", texts, None)
+        batcher.close()
+        return labelled
+
+    labelled = asyncio.run(scenario())
+    assert [len(b) for b in model.batches] == [3, 3, 1, 1, 1]  # one input over the budget alone
+    assert [label for label, _ in labelled] == ["1000"] * 7 + ["5000", "1"]
+
+
 def test_an_error_reaches_every_request_of_its_batch_only() -> None:
     model = FakeModel(seconds=0.02, fail_on="bad")
 
