@@ -1,24 +1,32 @@
 """Uploads on the real API process: peak memory growth, time to 413, and parse speed.
 
     HF_HUB_OFFLINE=1 python bench/upload_parse.py [--tiny-mib 200] [--pass-mb 50]
-        [--concurrent 4] [--out docs/upload-parse.json]
+        [--concurrent 40] [--concurrent-mib 50] [--out FILE.json] [--api-root CHECKOUT]
 
 Starts `tuneserve api` alone (SQLite in a temp data dir, default limits) and uploads, one at a
 time over HTTP from this process:
 
-1. `tiny-rows.csv`: a header and 4-byte rows (`abc\\n`) up to `--tiny-mib` MiB (200 MiB, the
+1. `mrpc-like.tsv`: MRPC's train.tsv (../shared/data/glue/MRPC) repeated up to `--pass-mb` MB,
+   or synthetic rows of the same shape when it is absent: answered 201 (first, so that its
+   memory is measured on a fresh process).
+2. `tiny-rows.csv`: a header and 4-byte rows (`abc\\n`) up to `--tiny-mib` MiB (200 MiB, the
    byte limit, is 52 million rows): answered 413 `too_many_rows`.
-2. `long-line.jsonl`: one JSON object of `--tiny-mib` MiB on a single line: 413 `line_too_long`.
-3. `mrpc-like.tsv`: MRPC's train.tsv (../shared/data/glue/MRPC) repeated up to `--pass-mb` MB,
-   or synthetic rows of the same shape when it is absent: answered 201.
-4. `--concurrent` copies of the first file at once (0: skipped), all answered 413.
+3. `long-line.jsonl`: one JSON object of `--tiny-mib` MiB on a single line: 413 `line_too_long`.
+4. `wide-header.csv`: a header line of the line limit's length, of 2-character names: 413
+   `too_many_columns` (the most fields one line can hold).
+5. `nested.jsonl`: 16 lines of the line limit's length, each a cell of empty JSON objects (the
+   most Python objects one line can make): answered 201.
+6. `--concurrent` uploads at once of a `--concurrent-mib` MiB file of 4-byte rows (0: none),
+   all answered 413 `too_many_rows`.
 
 For each it reports the wall time of the request (client side, upload included), the growth of
 the API process's peak resident memory over its resident memory just before (VmHWM, reset
 through /proc/PID/clear_refs before each upload; where that is refused, RSS sampled every
-10 ms), and for the file that passes, MB/s (file size / wall time). It also checks that no
-`.upload-*` temp file is left in the uploads folder. Exits non-zero if an answer is not the
-expected one.
+10 ms), and for the MRPC-like file, MB/s (file size / wall time). The cases run one after the
+other in one process, so a later one may reuse memory an earlier one freed. It also checks
+that no `.upload-*` temp file is left in the uploads folder, and exits non-zero if an answer
+is not the expected one or the API died. `--api-root` runs the API from another checkout
+(e.g. `git archive <commit>` unpacked), to compare with an older version.
 """
 
 import argparse
@@ -40,6 +48,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import tests.support.service as service_module  # noqa: E402
 from tests.support.service import Service  # noqa: E402
 
 MIB = 1024 * 1024
@@ -119,6 +128,22 @@ def write_long_line(path: Path, size: int) -> None:
         out.write(b'", "label": "1"}\n')
 
 
+def write_wide_header(path: Path, chars: int) -> None:
+    """A CSV header of 2-character column names, one line of `chars` characters."""
+    names = chars // 3
+    with path.open("wb") as out:
+        out.write(b",".join(b"c%d" % (i % 10) for i in range(names)) + b"\n1\n")
+
+
+def write_nested_json(path: Path, lines: int, chars: int) -> None:
+    """Lines just under `chars` characters, each one cell of many empty JSON objects."""
+    count = (chars - 16) // 4
+    line = b'{"a": [' + b"{}, " * (count - 1) + b'{}], "b": 1}\n'
+    with path.open("wb") as out:
+        for _ in range(lines):
+            out.write(line)
+
+
 def write_mrpc_like(path: Path, size: int) -> tuple[int, str]:
     if MRPC.is_file():
         header, *rows = MRPC.read_bytes().decode("utf-8-sig").splitlines(keepends=True)
@@ -146,6 +171,12 @@ def upload(client: httpx.Client, path: Path, fmt: str) -> tuple[int, dict[str, A
             "/v1/files", files={"file": (path.name, handle)}, data={"format": fmt}
         )
     return response.status_code, response.json(), time.perf_counter() - start
+
+
+def one_upload(
+    client: httpx.Client, path: Path, fmt: str
+) -> Callable[[], list[tuple[int, dict[str, Any], float]]]:
+    return lambda: [upload(client, path, fmt)]
 
 
 def leftovers(service: Service) -> list[str]:
@@ -187,9 +218,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiny-mib", type=int, default=200)
     parser.add_argument("--pass-mb", type=int, default=50)
-    parser.add_argument("--concurrent", type=int, default=4)
+    parser.add_argument("--concurrent", type=int, default=40)
+    parser.add_argument("--concurrent-mib", type=int, default=50)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--api-root",
+        type=Path,
+        default=None,
+        help="run the API from this checkout instead (e.g. an older commit, to compare)",
+    )
     args = parser.parse_args()
+    if args.api_root:
+        service_module.ROOT = args.api_root.resolve()
 
     work = Path(tempfile.mkdtemp(prefix="upload-bench-"))
     env = {
@@ -205,13 +245,21 @@ def main() -> None:
         tiny_rows = write_tiny_rows(tiny, args.tiny_mib * MIB)
         long_line = work / "long-line.jsonl"
         write_long_line(long_line, args.tiny_mib * MIB)
+        concurrent_file = work / "tiny-rows-concurrent.csv"
+        write_tiny_rows(concurrent_file, args.concurrent_mib * MIB)
+        wide = work / "wide-header.csv"
+        nested = work / "nested.jsonl"
         passing = work / "mrpc-like.tsv"
         passing_rows, source = write_mrpc_like(passing, args.pass_mb * 1_000_000)
 
         migrated = service.cli("migrate")
         if migrated.returncode != 0:
             raise SystemExit(f"tuneserve migrate failed:\n{migrated.stdout}{migrated.stderr}")
-        service.api_key = service.issue_key("bench")
+        # With the checkout's own CLI, so that an older checkout keeps its own schema.
+        created = service.cli("keys", "create", "--tenant", "bench", "--name", "bench")
+        if created.returncode != 0:
+            raise SystemExit(f"tuneserve keys create failed:\n{created.stderr}")
+        service.api_key = next(w for w in created.stdout.split() if w.startswith("tsk_"))
         api = service.start_process("api", "api", "--port", str(service.port))
         service.wait_healthy()
         pid = api.pid
@@ -222,54 +270,66 @@ def main() -> None:
             f"RSS {status_kib(pid, 'VmRSS') / 1024:.0f} MiB",
             flush=True,
         )
-        with service.client() as client:
-            client.timeout = httpx.Timeout(600)
-            one = lambda path, fmt: lambda: [upload(client, path, fmt)]  # noqa: E731
-            size_mib = round(tiny.stat().st_size / MIB, 1)
-            results.append(
-                measure(
-                    f"tiny-rows.csv: {size_mib} MiB, {tiny_rows} rows",
-                    service,
-                    pid,
-                    one(tiny, "csv"),
-                    (413, "too_many_rows"),
-                )
-            )
-            results.append(
-                measure(
-                    f"long-line.jsonl: one line of {args.tiny_mib} MiB",
-                    service,
-                    pid,
-                    one(long_line, "jsonl"),
-                    (413, "line_too_long"),
-                )
-            )
-            passed = measure(
+        line_chars = settings.max_upload_line_chars
+        write_wide_header(wide, line_chars)
+        write_nested_json(nested, 16, line_chars)
+        cases: list[tuple[str, Path, str, tuple[int, str | None]]] = [
+            (
                 f"mrpc-like.tsv: {passing.stat().st_size / 1e6:.1f} MB, {passing_rows} rows "
                 f"({source})",
-                service,
-                pid,
-                one(passing, "tsv"),
+                passing,
+                "tsv",
                 (201, None),
-            )
-            passed["mb_per_s"] = round(passing.stat().st_size / 1e6 / passed["wall_s"], 1)
-            passed["as_expected"] = passed["as_expected"] and passed.get("rows") == passing_rows
-            print(f"  {passed['mb_per_s']} MB/s", flush=True)
-            results.append(passed)
+            ),
+            (
+                f"tiny-rows.csv: {tiny.stat().st_size / MIB:.0f} MiB, {tiny_rows} rows of 4 bytes",
+                tiny,
+                "csv",
+                (413, "too_many_rows"),
+            ),
+            (
+                f"long-line.jsonl: one line of {args.tiny_mib} MiB",
+                long_line,
+                "jsonl",
+                (413, "line_too_long"),
+            ),
+            (
+                f"wide-header.csv: {line_chars // 3} columns on one line of {line_chars} chars",
+                wide,
+                "csv",
+                (413, "too_many_columns"),
+            ),
+            (
+                f"nested.jsonl: 16 lines of {line_chars} chars, each ~{line_chars // 4} "
+                "empty JSON objects",
+                nested,
+                "jsonl",
+                (201, None),
+            ),
+        ]
+        with service.client() as client:
+            client.timeout = httpx.Timeout(600)
+            for name, path, fmt, expect in cases:
+                result = measure(name, service, pid, one_upload(client, path, fmt), expect)
+                if path == passing:
+                    result["mb_per_s"] = round(path.stat().st_size / 1e6 / result["wall_s"], 1)
+                    result["as_expected"] &= result.get("rows") == passing_rows
+                    print(f"  {result['mb_per_s']} MB/s", flush=True)
+                results.append(result)
         if args.concurrent:
 
             def many() -> list[tuple[int, dict[str, Any], float]]:
                 def one_upload(_: int) -> tuple[int, dict[str, Any], float]:
                     with service.client() as own:
                         own.timeout = httpx.Timeout(600)
-                        return upload(own, tiny, "csv")
+                        return upload(own, concurrent_file, "csv")
 
                 with ThreadPoolExecutor(args.concurrent) as pool:
                     return list(pool.map(one_upload, range(args.concurrent)))
 
             results.append(
                 measure(
-                    f"{args.concurrent} x tiny-rows.csv at once",
+                    f"{args.concurrent} x tiny-rows.csv of {args.concurrent_mib} MiB at once",
                     service,
                     pid,
                     many,
@@ -286,6 +346,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
         "results": results,
         "api_alive_at_end": alive,
+        "api_root": str(service_module.ROOT),
     }
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -263,7 +263,10 @@ def _lines(handle: BinaryIO, max_line_chars: int | None) -> Iterator[list[str]]:
     raises UnicodeDecodeError, after the whole lines before it.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
-    carry = ""  # the start of a line that the next chunk goes on with
+    # The start of a line that the next chunk goes on with, in parts: a long line is joined
+    # once, when its end comes, not once per chunk.
+    carry: list[str] = []
+    carry_chars = 0
     number = 0  # lines yielded so far
     # A chunk no longer than a line may be, so that a quoted CSV field running on over many
     # short lines is noticed soon after it passes the limit (see _bounded_records).
@@ -281,22 +284,33 @@ def _lines(handle: BinaryIO, max_line_chars: int | None) -> Iterator[list[str]]:
         except UnicodeDecodeError as exc:
             failure = exc
             text = (pending + raw)[: exc.start].decode("utf-8")
-        chunk = carry + text
-        lines = _split_lines(chunk) if chunk else []
-        carry = ""
-        if lines and (failure or not eof) and not lines[-1].endswith("\n"):
-            # cut off (by the chunk or by a bad byte), or a \r that a \n may follow
-            carry = lines.pop()
-        bad = _first_bad_line(lines, chunk, max_line_chars)
-        if bad is not None:
-            index, error = bad
-            if index:
-                yield lines[:index]
-            raise error(number + index + 1)
-        if lines:
-            yield lines
-            number += len(lines)
-        if max_line_chars is not None and len(carry) > max_line_chars:
+        if (
+            not eof
+            and failure is None
+            and "\n" not in text
+            and "\r" not in text
+            and not (carry and carry[-1].endswith("\r"))
+        ):
+            carry.append(text)  # still inside one line
+            carry_chars += len(text)
+        else:
+            chunk = "".join(carry) + text
+            lines = _split_lines(chunk) if chunk else []
+            carry, carry_chars = [], 0
+            if lines and (failure or not eof) and not lines[-1].endswith("\n"):
+                # cut off (by the chunk or by a bad byte), or a \r that a \n may follow
+                carry.append(lines.pop())
+                carry_chars = len(carry[0])
+            bad = _first_bad_line(lines, chunk, max_line_chars)
+            if bad is not None:
+                index, error = bad
+                if index:
+                    yield lines[:index]
+                raise error(number + index + 1)
+            if lines:
+                yield lines
+                number += len(lines)
+        if max_line_chars is not None and carry_chars > max_line_chars:
             raise _line_too_long(number + 1, max_line_chars)
         if failure is not None:
             raise failure
@@ -373,3 +387,28 @@ def _utf8_error_offset(path: Path, fallback: int) -> int:
             if not chunk:
                 return fallback
             offset += len(chunk)
+
+
+def iter_records(path: Path, fmt: str) -> Iterator[dict[str, str]]:
+    """The rows of a stored file (one that passed the upload checks) one at a time, as
+    `read_table` reads them: memory stays flat whatever the file's size."""
+    with path.open("rb") as handle:
+        lines = itertools.chain.from_iterable(_lines(handle, None))
+        if fmt == "jsonl":
+            for line in lines:
+                if line.strip():
+                    yield {str(k): _cell_text(v) for k, v in json.loads(line).items()}
+            return
+        reader = csv.reader(
+            lines,
+            delimiter="\t" if fmt == "tsv" else ",",
+            quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
+        )
+        header: list[str] | None = None
+        for row in reader:
+            if not row:
+                continue
+            if header is None:
+                header = row
+                continue
+            yield dict(zip(header, row, strict=True))
