@@ -90,3 +90,27 @@ def test_a_stored_file_is_the_upload_byte_for_byte(client: TestClient) -> None:
     assert uploads() == [f"{record['id']}.tsv"]
     stored = storage.file_path(get_settings(), record["id"], "tsv")
     assert stored.read_bytes() == content
+
+
+def test_the_request_session_is_taken_only_after_the_check(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Request sessions are few (REQUEST_SESSIONS); a large file's check must not hold one.
+    from app.core import deps
+    from app.files import service
+
+    events: list[str] = []
+    make_session, scan = deps.get_sessionmaker, service.scan_table
+
+    def sessionmaker() -> Any:
+        events.append("session")
+        return make_session()
+
+    def scan_table(*args: Any) -> Any:
+        events.append("check")
+        return scan(*args)
+
+    monkeypatch.setattr(deps, "get_sessionmaker", sessionmaker)
+    monkeypatch.setattr(service, "scan_table", scan_table)
+    assert post(client, "a.csv", b"a,b\n1,2\n").status_code == 201
+    assert events == ["check", "session"]
