@@ -64,6 +64,7 @@ class _Request:
     answered: int = 0  # inputs whose labels are in `results`
     dropped: bool = False  # cancelled or failed: its remaining inputs never run
     results: Labelled = field(default_factory=list, repr=False)
+    queue: "_Queue | None" = field(default=None, repr=False)
 
 
 _Part = tuple[_Request, int, int]
@@ -178,7 +179,7 @@ class Batcher:
             request.future.set_result([])
             return request.future
         self._enqueue(tenant, key, request)
-        request.future.add_done_callback(lambda _: self._drop(key, request))
+        request.future.add_done_callback(lambda _: self._drop(request))
         return request.future
 
     async def predict(
@@ -222,12 +223,13 @@ class Batcher:
             if queue is None:
                 queue = self._queues[key] = _Queue(key, tenant)
             queue.requests.append(request)
+            request.queue = queue
             if not queue.waiting:
                 self._turns.setdefault(tenant, OrderedDict())[key] = None
             self._count(queue, size)
             self._wake.notify()
 
-    def _drop(self, key: str, request: _Request) -> None:
+    def _drop(self, request: _Request) -> None:
         """The future is done: if it was cancelled, its inputs not yet taken are not run."""
         if not request.future.cancelled():
             return
@@ -235,7 +237,7 @@ class Batcher:
             if request.dropped:
                 return
             request.dropped = True
-            queue = self._queues.get(key)
+            queue = request.queue
             untaken = len(request.texts) - request.taken
             if queue is None or not untaken:
                 return

@@ -93,6 +93,11 @@ def test_full_queues_are_refused_with_retry_after() -> None:
         await asyncio.sleep(0)
         with pytest.raises(ApiError) as model_full:
             await service.label("a", "a:fp32", ["5"], None)
+        # What the admission middleware asks before reading a body: only A's model is full,
+        # and only for A (another tenant naming A's model id learns nothing from it).
+        early = service.refusal("a", "a")
+        assert early is not None and early.status_code == 429
+        assert service.refusal("b", "a") is None and service.refusal("a", "other") is None
         accepted.append(asyncio.ensure_future(service.label("b", "b:fp32", ["1", "2"], None)))
         await asyncio.sleep(0)
         with pytest.raises(ApiError) as process_full:
