@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from app.batch.endpoints import router as batch_router
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.config import get_settings
 from app.core.db import get_engine
@@ -16,6 +17,7 @@ from app.core.errors import install_error_handlers
 from app.core.migrate import upgrade_to_head
 from app.core.precision import bf16_is_native
 from app.events.endpoints import router as events_router
+from app.events.hub import EventHub
 from app.files.endpoints import router as files_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.reaper import start_reaper_thread
@@ -41,9 +43,11 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     predict.run_on_forward_thread(bf16_is_native)
     stop = threading.Event()
     start_reaper_thread(settings, stop)
+    _app.state.event_hub = hub = EventHub.from_settings(settings)  # one poll per watched job
     try:
         yield
     finally:
+        await hub.close()
         stop.set()
         predict.close()
         get_engine().dispose()
@@ -70,6 +74,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(events_router)
     app.include_router(models_router)
+    app.include_router(batch_router)
     app.include_router(ui_router)
     app.mount("/ui/static", ui_static_files, name="ui-static")
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from app.core.db import Base
-from app.jobs.states import EventType, JobStatus
+from app.jobs.states import EventType, JobKind, JobStatus
 
 
 def utcnow() -> datetime:
@@ -108,6 +108,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    kind: Mapped[JobKind] = mapped_column(str_enum(JobKind, 16), default=JobKind.train)
     status: Mapped[JobStatus] = mapped_column(
         str_enum(JobStatus, 16), index=True, default=JobStatus.queued
     )
@@ -152,6 +153,10 @@ class Job(Base):
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     best_epoch: Mapped[int | None] = mapped_column(Integer)
     stopped_early: Mapped[bool] = mapped_column(default=False)
+    # A batch prediction's figures (metrics, per-label scores, confusion matrix) and the file
+    # it produced.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    output_file_id: Mapped[str | None] = mapped_column(String(40))
 
 
 class JobCheckpoint(Base):
@@ -213,3 +218,5 @@ class TrainedModel(Base):
     text_pair: Mapped[bool] = mapped_column(default=False)
     metrics: Mapped[dict[str, float]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Bytes of the model's stored folder (None for models of older versions).
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)

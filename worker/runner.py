@@ -18,17 +18,20 @@ from typing import Protocol
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.batch.schemas import BatchSpec
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.redact import public_message
+from app.files.storage import file_path
 from app.jobs.repository import Fence, JobRepository
 from app.jobs.schemas import JobSpec
-from app.jobs.states import JobStatus, Outcome, RetryReason, StopReason
+from app.jobs.states import JobKind, JobStatus, Outcome, RetryReason, StopReason
 from app.models.locator import checkpoints_dir, trained_model_dir
 from app.observability.worker import record_job_finished
 from app.queue import enqueue_after_commit
-from app.tables import TrainedModel, new_id
+from app.tables import DatasetFile, TrainedModel, new_id
 from worker.attempt import Attempt, adopt_checkpoint, attempt_folder, prune_attempts
+from worker.batch import BatchAttempt
 from worker.errors import JobFailure, TrainingInterrupted
 from worker.lease import LeaseKeeper
 
@@ -73,28 +76,75 @@ def run_job(settings: Settings, job_id: str, train: Train | None = None) -> str:
             state = "missing" if job is None else job.status.value
             logger.info("job %s not claimed (it is %s); message dropped", job_id, state)
             return f"{Outcome.skipped}:{state}"
-        tenant_id, pointer = job.tenant_id, job.checkpoint
+        tenant_id, pointer, kind = job.tenant_id, job.checkpoint, job.kind
         try:
-            spec = JobSpec.model_validate(job.spec)
+            spec: JobSpec | BatchSpec = (
+                JobSpec.model_validate(job.spec)
+                if kind is JobKind.train
+                else BatchSpec.model_validate(job.spec)
+            )
         except ValidationError:
             repo.fail(fence, "invalid_spec", "The job's spec is not one this worker can run.")
             return f"{Outcome.failed}:invalid_spec"
 
     folder = attempt_folder(settings, fence)
     folder.mkdir(parents=True, exist_ok=True)
-    attempt = Attempt(fence, tenant_id, spec, folder, adopt_checkpoint(settings, pointer, folder))
     prune_attempts(settings, fence)
-    logger.info("claimed job %s as %s (attempt %d)", job_id, owner, fence.attempt)
+    logger.info("claimed %s job %s as %s (attempt %d)", kind, job_id, owner, fence.attempt)
     lease = LeaseKeeper(fence=fence, settings=settings)
     lease.start()
     outcome = Outcome.lease_lost.value
     try:
-        outcome = _train_and_finish(settings, attempt, lease, train or _default_train)
+        if isinstance(spec, BatchSpec):
+            outcome = _batch_and_finish(
+                settings, fence, BatchAttempt(tenant_id, spec, folder), lease
+            )
+        else:
+            resume = adopt_checkpoint(settings, pointer, folder)
+            attempt = Attempt(fence, tenant_id, spec, folder, resume)
+            outcome = _train_and_finish(settings, attempt, lease, train or _default_train)
         return outcome
     finally:
         lease.close()
         record_job_finished(outcome)
         logger.info("ended job %s as %s: %s", job_id, owner, outcome)
+
+
+def _batch_and_finish(
+    settings: Settings, fence: Fence, attempt: BatchAttempt, lease: LeaseKeeper
+) -> str:
+    from worker.batch import run_batch  # torch is imported only where models run
+
+    try:
+        result = run_batch(settings, attempt, lease)
+    except JobFailure as failure:
+        code, message = failure.code, failure.message
+        ended = _finish(fence, lambda repo: repo.fail(fence, code, message))
+        _remove_job_dir(settings, fence, ended)
+        return f"{Outcome.failed}:{code}" if ended is JobStatus.failed else _outcome(ended)
+    except TrainingInterrupted as stop:
+        return _interrupted(settings, fence, stop.reason)
+    except Exception as exc:
+        return _crashed(settings, fence, exc)
+    # The commit point of the produced file: in place first, then its row with the job's end.
+    lease.beat()  # record the final progress while the lease is still ours
+    output = DatasetFile(
+        id=new_id("file"),
+        tenant_id=attempt.tenant_id,
+        filename=result.filename,
+        format=result.format,
+        size_bytes=result.output.stat().st_size,
+        row_count=result.row_count,
+        columns=result.columns,
+    )
+    final = file_path(settings, output.id, output.format)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(result.output, final)
+    ended = _finish(fence, lambda repo: repo.succeed_batch(fence, output, result.result))
+    if ended is not JobStatus.succeeded:
+        final.unlink(missing_ok=True)
+    _remove_job_dir(settings, fence, ended)
+    return _outcome(ended)
 
 
 def _train_and_finish(

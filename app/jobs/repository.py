@@ -31,11 +31,12 @@ from app.jobs.states import (
     RELEASE,
     SUCCEED,
     EventType,
+    JobKind,
     JobStatus,
     RetryReason,
     Transition,
 )
-from app.tables import Job, JobCheckpoint, JobMetric, TrainedModel, utcnow
+from app.tables import DatasetFile, Job, JobCheckpoint, JobMetric, TrainedModel, utcnow
 
 # A row of RETURNING values (attempts, failures, cancel_requested, checkpoint: as selected).
 JobRow = Any
@@ -98,8 +99,11 @@ class JobRepository:
     def get_fresh(self, job_id: str) -> Job | None:
         return self.session.get(Job, job_id, populate_existing=True)
 
-    def get_owned(self, tenant_id: str, job_id: str) -> Job | None:
-        return self.session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+    def get_owned(self, tenant_id: str, job_id: str, kind: JobKind | None = None) -> Job | None:
+        query = select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id)
+        if kind is not None:
+            query = query.where(Job.kind == kind)
+        return self.session.scalar(query)
 
     def get_by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
         return self.session.scalar(
@@ -125,10 +129,11 @@ class JobRepository:
         limit: int,
         status: str | None = None,
         cursor: tuple[datetime, str] | None = None,
+        kind: JobKind = JobKind.train,
     ) -> list[Job]:
         query = (
             select(Job)
-            .where(Job.tenant_id == tenant_id)
+            .where(Job.tenant_id == tenant_id, Job.kind == kind)
             .order_by(Job.created_at.desc(), Job.id.desc())
             .limit(limit)
         )
@@ -366,6 +371,28 @@ class JobRepository:
                 .values(path=func.replace(JobCheckpoint.path, old, new))
             )
         self.session.add(model)
+        self.session.flush()
+        return JobStatus.succeeded
+
+    def succeed_batch(
+        self, fence: Fence, output: DatasetFile, result: dict[str, Any]
+    ) -> JobStatus | None:
+        """End a batch prediction `succeeded` with its output file registered (the commit
+        point of the file), unless a cancel came first."""
+        state = self.guard(fence)
+        if state is None:
+            return None
+        if state.cancel_requested:
+            return self.cancel_running(fence)
+        if not self._apply(
+            SUCCEED,
+            fence.job_id,
+            fence=fence,
+            values={**_ended(fence), "output_file_id": output.id, "result": result},
+            data={"output_file_id": output.id},
+        ):
+            return None
+        self.session.add(output)
         self.session.flush()
         return JobStatus.succeeded
 

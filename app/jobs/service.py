@@ -25,7 +25,7 @@ from app.jobs.schemas import (
     MetricList,
     MetricRow,
 )
-from app.jobs.states import EventType, JobStatus
+from app.jobs.states import EventType, JobKind, JobStatus
 from app.models.files import link_model_files
 from app.models.locator import InvalidModelName, locate_base_model, trained_model_dir
 from app.models.repository import ModelRepository
@@ -67,15 +67,7 @@ def create_job(
         _check_files(session, tenant_id, spec)
     # A Hub dataset name is judged by its syntax alone (the schema's owner/name pattern): the
     # worker fetches the repository's own files and never reads a path of that name.
-    queued = repo.count_queued(tenant_id)
-    if queued >= settings.max_queued_jobs_per_tenant:
-        raise ApiError(
-            429,
-            "too_many_queued_jobs",
-            f"This tenant already has {queued} queued jobs, the limit; wait for some to start "
-            "or cancel some.",
-            headers={"Retry-After": "60"},
-        )
+    check_queued_limit(session, settings, tenant_id)
     job = Job(
         id=new_id("job"),
         tenant_id=tenant_id,
@@ -92,6 +84,20 @@ def create_job(
     repo.add(job)
     enqueue_after_commit(session, job.id)
     return job, True
+
+
+def check_queued_limit(session: Session, settings: Settings, tenant_id: str) -> None:
+    """Jobs of every kind wait in one queue: a tenant may have so many queued at once. Call
+    with the tenant locked (TenantRepository.lock), so that the count is exact."""
+    queued = JobRepository(session).count_queued(tenant_id)
+    if queued >= settings.max_queued_jobs_per_tenant:
+        raise ApiError(
+            429,
+            "too_many_queued_jobs",
+            f"This tenant already has {queued} queued jobs, the limit; wait for some to start "
+            "or cancel some.",
+            headers={"Retry-After": "60"},
+        )
 
 
 def _check_limits(settings: Settings, spec: JobSpec) -> None:
@@ -148,8 +154,15 @@ def _check_files(session: Session, tenant_id: str, spec: JobSpec) -> None:
             )
 
 
-def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
-    job = JobRepository(session).get_owned(tenant_id, job_id)
+def get_job(
+    session: Session, tenant_id: str, job_id: str, kind: JobKind | None = None
+) -> Job:
+    """The tenant's job of that kind (any kind: for the event log, shared by both)."""
+    job = JobRepository(session).get_owned(tenant_id, job_id, kind)
+    if job is None and kind is JobKind.batch_predict:
+        raise ApiError(
+            404, "batch_prediction_not_found", f"No batch prediction with id '{job_id}'."
+        )
     if job is None:
         raise NotFound("job", job_id)
     return job

@@ -25,6 +25,14 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
 
 
+class JobKind(StrEnum):
+    """What a job runs: a fine-tune, or a batch prediction over a file (`bpj_` ids). Both share
+    this lifecycle, its leases, events, cancel and recovery."""
+
+    train = "train"
+    batch_predict = "batch_predict"
+
+
 class EventType(StrEnum):
     """The entries of a job's event log (`job_events.type`)."""
 

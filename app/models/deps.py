@@ -1,0 +1,23 @@
+"""The owned-model dependency: every route under /v1/models/{model_id} loads the model
+through it."""
+
+from typing import Annotated
+
+from fastapi import Depends
+
+from app.auth.deps import PrincipalDep
+from app.core.deps import SessionDep
+from app.core.errors import NotFound
+from app.models.repository import ModelRepository
+from app.tables import TrainedModel
+
+
+def get_owned_model(session: SessionDep, principal: PrincipalDep, model_id: str) -> TrainedModel:
+    """The caller's model; another tenant's id answers 404, as if it did not exist."""
+    record = ModelRepository(session).get(principal.tenant_id, model_id)
+    if record is None:
+        raise NotFound("model", model_id)
+    return record
+
+
+OwnedModelDep = Annotated[TrainedModel, Depends(get_owned_model)]

@@ -1,0 +1,184 @@
+"""A batch prediction: label every row of a file in chunks with the same forward pass as the
+predict endpoint, write the output file, and evaluate the model when the file has labels.
+Memory stays flat whatever the file's size: rows are read, labelled and written a chunk at a
+time, and only the label ids are kept for the evaluation."""
+
+import csv
+import itertools
+import json
+import logging
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from app.batch.schemas import BatchSpec
+from app.core.config import Settings
+from app.core.db import session_scope
+from app.files.parsing import iter_records
+from app.files.repository import FileRepository
+from app.files.storage import file_path
+from app.models.locator import trained_model_dir
+from app.models.repository import ModelRepository
+from app.predict.loaded_model import LoadedModel
+from worker.errors import JobFailure
+from worker.lease import LeaseKeeper
+from worker.metrics import build_scorer
+
+logger = logging.getLogger(__name__)
+CHUNK_ROWS = 256  # rows labelled together (sorted by length, run in slices of 16)
+
+
+@dataclass(frozen=True)
+class BatchAttempt:
+    tenant_id: str
+    spec: BatchSpec
+    folder: Path
+
+
+@dataclass
+class BatchResult:
+    output: Path  # the staged output file
+    filename: str
+    format: str
+    columns: list[str]
+    row_count: int
+    result: dict[str, Any]
+
+
+def output_columns(columns: list[str], labels: list[str]) -> tuple[str, list[str]]:
+    """The predicted label's column and one score column per label, after the input's
+    columns (renamed with a trailing underscore where a name is taken)."""
+
+    def free(name: str) -> str:
+        while name in columns:
+            name += "_"
+        return name
+
+    label_column = free("predicted_label")
+    return label_column, [free(f"score_{label}") for label in labels]
+
+
+class OutputWriter:
+    """Rows of the produced file, in the input's format."""
+
+    def __init__(self, handle: TextIO, fmt: str, columns: list[str]) -> None:
+        self.fmt = fmt
+        self.columns = columns
+        self.handle = handle
+        if fmt != "jsonl":
+            self.csv = csv.writer(
+                handle,
+                delimiter="\t" if fmt == "tsv" else ",",
+                quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
+                quotechar=None if fmt == "tsv" else '"',
+                lineterminator="\n",
+            )
+            self.csv.writerow(columns)
+
+    def write(self, values: list[str]) -> None:
+        if self.fmt == "jsonl":
+            record = dict(zip(self.columns, values, strict=True))
+            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            self.csv.writerow(values)
+
+
+def _chunks(rows: Iterator[dict[str, str]], size: int) -> Iterator[list[dict[str, str]]]:
+    while chunk := list(itertools.islice(rows, size)):
+        yield chunk
+
+
+def run_batch(settings: Settings, attempt: BatchAttempt, lease: LeaseKeeper) -> BatchResult:
+    spec = attempt.spec
+    with session_scope() as session:
+        model = ModelRepository(session).get(attempt.tenant_id, spec.model_id)
+        record = FileRepository(session).get(attempt.tenant_id, spec.file_id)
+    if model is None:
+        raise JobFailure("unknown_model", f"The model '{spec.model_id}' no longer exists.")
+    if record is None:
+        raise JobFailure("unknown_file", f"The file '{spec.file_id}' no longer exists.")
+    loaded = LoadedModel.load(trained_model_dir(settings, model.id), spec.precision)
+    lease.check()
+    labels = loaded.labels
+    label_ids = {label: i for i, label in enumerate(labels)}
+    predicted_column, score_columns = output_columns(record.columns, labels)
+    columns = [*record.columns, predicted_column, *score_columns]
+    truth, guesses = array("i"), array("i")
+    unknown = 0
+    rows = 0
+    lease.progress.total_steps = record.row_count
+    staged = attempt.folder / f"output.{record.format}"
+    source = file_path(settings, record.id, record.format)
+    with staged.open("w", encoding="utf-8", newline="") as handle:
+        writer = OutputWriter(handle, record.format, columns)
+        for chunk in _chunks(iter_records(source, record.format), CHUNK_ROWS):
+            lease.check()  # a cancel stops between chunks
+            texts = [row.get(spec.text_column, "") for row in chunk]
+            pairs = (
+                [row.get(spec.text_pair_column, "") for row in chunk]
+                if (spec.text_pair_column)
+                else None
+            )
+            for row, (label, scores) in zip(chunk, loaded.predict(texts, pairs), strict=True):
+                writer.write(
+                    [row.get(name, "") for name in record.columns]
+                    + [label]
+                    + [repr(scores[name]) for name in labels]
+                )
+                if spec.label_column is not None:
+                    known = label_ids.get(row.get(spec.label_column, "").strip())
+                    if known is None:
+                        unknown += 1
+                    else:
+                        truth.append(known)
+                        guesses.append(label_ids[label])
+            rows += len(chunk)
+            lease.progress.step = rows
+            lease.progress.epoch = rows / max(record.row_count, 1)
+    result: dict[str, Any] = {"rows": rows, "precision": spec.precision}
+    if spec.label_column is not None:
+        result.update(evaluation(spec.metrics, labels, list(truth), list(guesses)))
+        result["rows_with_unknown_labels"] = unknown
+    stem = Path(record.filename).stem or record.id
+    return BatchResult(
+        output=staged,
+        filename=f"{stem}-predictions.{record.format}",
+        format=record.format,
+        columns=columns,
+        row_count=rows,
+        result=result,
+    )
+
+
+def evaluation(
+    metrics: list[str], labels: list[str], truth: list[int], guesses: list[int]
+) -> dict[str, Any]:
+    """The model's metrics on the labelled rows, per-label precision / recall / F1 / support,
+    and the confusion matrix (rows: true labels, columns: predicted)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    if not truth:
+        return {"evaluated_rows": 0}
+    ids = list(range(len(labels)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, guesses, labels=ids, zero_division=0
+    )
+    return {
+        "evaluated_rows": len(truth),
+        "metrics": build_scorer(metrics, len(labels))(guesses, truth),
+        "per_label": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "confusion_matrix": {
+            "labels": labels,
+            "matrix": confusion_matrix(truth, guesses, labels=ids).tolist(),
+        },
+    }
