@@ -60,6 +60,7 @@ def test_minilm_on_mrpc_beats_the_majority_baseline(minilm_service: Service) -> 
                 "per_device_train_batch_size": 16,
                 "per_device_eval_batch_size": 64,
                 "seed": 42,
+                "metric_for_best_model": "accuracy",
             },
         }
     )
@@ -81,6 +82,14 @@ def test_minilm_on_mrpc_beats_the_majority_baseline(minilm_service: Service) -> 
     final = rows[-1]["metrics"]
     print(f"MRPC dev after 3 epochs on {TRAIN_PAIRS} pairs: {final}")
     assert final["accuracy"] > MAJORITY_ACCURACY + 0.02
+    # The model is the best epoch by accuracy (ties keep the earlier one), with its metrics.
+    accuracies = [row["metrics"]["accuracy"] for row in rows]
+    best = accuracies.index(max(accuracies)) + 1
+    assert status["best_epoch"] == best
+    with service.client() as client:
+        model = client.get(f"/v1/models/{status['model_id']}").json()
+    assert model["epoch"] == best
+    assert model["metrics"]["accuracy"] == rows[best - 1]["metrics"]["accuracy"]
 
     with service.client() as client:
         answer = client.post(
