@@ -59,9 +59,10 @@ def list_batch_predictions(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     status: JobStatusName | None = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
+    model_id: Annotated[str | None, Query(max_length=40)] = None,
 ) -> BatchPredictionList:
-    """Newest first; pass `next_cursor` back as `cursor` for the next page."""
-    return service.list_batches(session, principal.tenant_id, limit, status, cursor)
+    """Newest first (of one model, with `model_id`); pass `next_cursor` back as `cursor`."""
+    return service.list_batches(session, principal.tenant_id, limit, status, cursor, model_id)
 
 
 @router.get("/batch-predictions/{batch_id}", response_model=BatchPredictionRead)

@@ -90,7 +90,12 @@ def create_batch(
 
 
 def list_batches(
-    session: Session, tenant_id: str, limit: int, status: str | None, cursor: str | None
+    session: Session,
+    tenant_id: str,
+    limit: int,
+    status: str | None,
+    cursor: str | None,
+    model_id: str | None = None,
 ) -> BatchPredictionList:
     position = None
     if cursor:
@@ -99,7 +104,7 @@ def list_batches(
         except (ValueError, OverflowError) as exc:
             raise ApiError(400, "invalid_cursor", "The cursor is not one this API gave.") from exc
     jobs = JobRepository(session).list_recent(
-        tenant_id, limit + 1, status, position, kind=JobKind.batch_predict
+        tenant_id, limit + 1, status, position, kind=JobKind.batch_predict, model_id=model_id
     )
     page = jobs[:limit]
     next_cursor = encode_cursor(page[-1]) if len(jobs) > limit else None

@@ -130,6 +130,7 @@ class JobRepository:
         status: str | None = None,
         cursor: tuple[datetime, str] | None = None,
         kind: JobKind = JobKind.train,
+        model_id: str | None = None,
     ) -> list[Job]:
         query = (
             select(Job)
@@ -139,6 +140,8 @@ class JobRepository:
         )
         if status is not None:
             query = query.where(Job.status == status)
+        if model_id is not None:  # batch predictions of one model
+            query = query.where(Job.spec["model_id"].as_string() == model_id)
         if cursor is not None:
             created, job_id = cursor
             query = query.where(

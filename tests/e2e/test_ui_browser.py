@@ -57,6 +57,7 @@ def chart_points(page: object, chart: str) -> int:
     return int(
         page.evaluate(  # type: ignore[attr-defined]
             f"(window.tuneserve?.{chart}.data.datasets || [])"
+            ".filter(d => d.label !== 'best epoch')"
             ".reduce((n, d) => n + d.data.length, 0)"
         )
     )
@@ -91,7 +92,15 @@ def test_job_page_curves_grow_live_and_model_page_predicts(
     assert page.locator("#epochs tbody tr").count() == 3
     assert chart_points(page, "metricsChart") == 3 * 2  # accuracy and f1 for each epoch
     losses = page.evaluate("window.tuneserve.lossChart.data.datasets.map(d => d.label)")
-    assert losses == ["train loss", "eval loss"]
+    assert losses == ["train loss", "eval loss", "best epoch"]
+    best = service.job(job["id"])["best_epoch"]
+    assert page.inner_text("#best").startswith(str(best))
+    assert page.inner_text("#epochs tbody tr.best td").startswith(f"{best} ★")
+    page.wait_for_selector("#checkpoints tbody tr")
+    assert page.locator("#checkpoints tbody tr").count() == 3
+    assert page.locator("#checkpoints tbody tr.best").count() == 1
+    page.locator("#checkpoints tbody tr:not(.best) button").first.click()
+    page.wait_for_function("document.querySelectorAll('#checkpoints a').length === 2")
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "ui-job-page.png"), full_page=True)
         with service.client() as client:

@@ -36,6 +36,7 @@ const state = {
   metricsChart: lineChart(document.getElementById("metrics-chart"), "score"),
   events: [],
   epochs: new Map(),
+  bestEpoch: null,
 };
 window.tuneserve = state;
 
@@ -50,7 +51,77 @@ function renderJob(job) {
   const model = document.getElementById("model");
   model.replaceChildren(job.model_id ? link(`/ui/models/${job.model_id}`, job.model_id) : "—");
   document.getElementById("spec").textContent = JSON.stringify(job.spec, null, 2);
+  const best = job.best_epoch === null ? "—" : `${job.best_epoch}${job.stopped_early ? " (stopped early)" : ""}`;
+  document.getElementById("best").textContent = best;
+  const data = job.data;
+  document.getElementById("data").textContent = data
+    ? `${data.train_rows} train · ${data.validation_rows} validation` +
+      (data.validation.source === "held_out" ? ` (held out: ${data.validation.ratio})` : "")
+    : "—";
+  if (job.best_epoch !== state.bestEpoch) {
+    state.bestEpoch = job.best_epoch;
+    markBestEpoch();
+  }
   return job;
+}
+
+// The best epoch: a star on every eval curve, and its row highlighted.
+function markBestEpoch() {
+  const best = state.bestEpoch;
+  for (const chart of [state.lossChart, state.metricsChart]) {
+    chart.data.datasets = chart.data.datasets.filter((d) => d.label !== "best epoch");
+    if (best === null || best === undefined) continue;
+    const points = chart.data.datasets
+      .filter((d) => d.label !== "train loss")
+      .flatMap((d) => d.data.filter((p) => p.x === best));
+    if (points.length) {
+      chart.data.datasets.push({
+        label: "best epoch", data: points, showLine: false, pointStyle: "star",
+        pointRadius: 10, borderColor: "#111827", backgroundColor: "#facc15",
+      });
+    }
+    chart.update("none");
+  }
+  renderEpochTable();
+}
+
+async function renderCheckpoints() {
+  const body = document.querySelector("#checkpoints tbody");
+  let list;
+  try {
+    list = await api(`/v1/jobs/${jobId}/checkpoints`);
+  } catch (error) {
+    showError(error.message);
+    return;
+  }
+  body.replaceChildren();
+  for (const c of list.data) {
+    const tr = document.createElement("tr");
+    if (c.is_best) tr.className = "best";
+    cell(tr, `${c.epoch}${c.is_best ? " ★" : ""}`, "num");
+    cell(tr, c.step, "num");
+    cell(tr, c.eval_loss === null ? "—" : c.eval_loss.toFixed(4), "num");
+    cell(tr, Object.entries(c.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" · "));
+    cell(tr, `${(c.size_bytes / 1e6).toFixed(1)} MB`, "num");
+    const td = document.createElement("td");
+    if (c.model_id) {
+      td.append(link(`/ui/models/${c.model_id}`, c.model_id));
+    } else {
+      const button = document.createElement("button");
+      button.textContent = "register as a model";
+      button.addEventListener("click", async () => {
+        try {
+          await api(`/v1/jobs/${jobId}/checkpoints/${c.epoch}/model`, { method: "POST" });
+          await renderCheckpoints();
+        } catch (error) {
+          showError(error.message);
+        }
+      });
+      td.append(button);
+    }
+    tr.append(td);
+    body.append(tr);
+  }
 }
 
 async function refreshJob() {
@@ -78,7 +149,8 @@ function renderEpochTable() {
   const fixed = (v) => (v === null || v === undefined ? "—" : v.toFixed(4));
   for (const r of rows) {
     const tr = document.createElement("tr");
-    cell(tr, r.epoch, "num");
+    if (r.epoch === state.bestEpoch) tr.className = "best";
+    cell(tr, r.epoch === state.bestEpoch ? `${r.epoch} ★` : r.epoch, "num");
     cell(tr, r.step, "num");
     cell(tr, fixed(r.train_loss), "num");
     cell(tr, fixed(r.eval_loss), "num");
@@ -133,6 +205,8 @@ async function main() {
   clearInterval(poll);
   document.getElementById("live").textContent = "";
   await refreshJob();
+  markBestEpoch();
+  await renderCheckpoints();
   state.done = true;
 }
 

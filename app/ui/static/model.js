@@ -17,6 +17,12 @@ async function main() {
   document.getElementById("labels").textContent = model.labels.join(", ");
   document.getElementById("metrics").textContent = Object.entries(model.metrics)
     .map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" · ");
+  document.getElementById("epoch").textContent = model.epoch ?? "—";
+  if (model.card) {
+    document.getElementById("card").textContent =
+      typeof model.card === "string" ? model.card : JSON.stringify(model.card, null, 2);
+  }
+  renderEvaluations(model.id);
   const pair = document.getElementById("text-pair");
   pair.hidden = !model.text_pair;
   pair.required = model.text_pair;
@@ -44,6 +50,29 @@ async function main() {
       showError(error.message);
     }
   });
+}
+
+async function renderEvaluations(id) {
+  const body = document.querySelector("#evaluations tbody");
+  let list;
+  try {
+    list = await api(`/v1/batch-predictions?model_id=${encodeURIComponent(id)}&limit=50`);
+  } catch (error) {
+    showError(error.message);
+    return;
+  }
+  body.replaceChildren();
+  for (const b of list.data) {
+    const tr = document.createElement("tr");
+    cell(tr, b.id);
+    cell(tr, b.file_id);
+    cell(tr, b.status);
+    cell(tr, `${b.progress.rows} / ${b.progress.total_rows ?? "?"}`, "num");
+    const metrics = b.result && b.result.metrics ? b.result.metrics : {};
+    cell(tr, Object.entries(metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" · ") || "—");
+    cell(tr, b.output_file_id ?? "—");
+    body.append(tr);
+  }
 }
 
 main();
