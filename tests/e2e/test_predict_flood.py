@@ -144,7 +144,8 @@ def test_a_flooding_tenant_that_hangs_up_does_not_hurt_another(
         time.sleep(0.2)
         statuses, inputs_run = predict_counts(api)
     assert sum(statuses.values()) == sent, statuses
-    assert set(statuses) <= {"200", "429", "499"}, statuses
+    # 400: a client that hung up before its body was read whole (the server's loop was busy).
+    assert set(statuses) <= {"200", "400", "429", "499"}, statuses
     assert statuses.get("499", 0) > 0
     answered_a = statuses["200"] - len(b_answers)
     assert inputs_run < 256 * (answered_a + statuses["499"]) + len(b_answers)
