@@ -18,15 +18,19 @@ from app.core.migrate import upgrade_to_head
 from app.core.precision import bf16_is_native
 from app.events.endpoints import router as events_router
 from app.events.hub import EventHub
+from app.files.content import router as file_content_router
 from app.files.endpoints import router as files_router
 from app.jobs.endpoints import router as jobs_router
 from app.jobs.reaper import start_reaper_thread
+from app.jobs.removal import router as job_removal_router
 from app.models.endpoints import router as models_router
+from app.models.manage import router as model_manage_router
 from app.observability.api import install_metrics
 from app.predict.admission import PredictAdmissionMiddleware
 from app.predict.service import PredictService
 from app.ui.endpoints import router as ui_router
 from app.ui.endpoints import static_files as ui_static_files
+from app.usage.endpoints import router as usage_router
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +79,10 @@ def create_app() -> FastAPI:
     app.include_router(events_router)
     app.include_router(models_router)
     app.include_router(batch_router)
+    app.include_router(file_content_router)
+    app.include_router(job_removal_router)
+    app.include_router(model_manage_router)
+    app.include_router(usage_router)
     app.include_router(ui_router)
     app.mount("/ui/static", ui_static_files, name="ui-static")
 

@@ -18,10 +18,10 @@ from app.core.config import Settings
 from app.core.db import session_scope
 from app.files.parsing import iter_records
 from app.files.repository import FileRepository
-from app.files.storage import file_path
-from app.models.locator import trained_model_dir
 from app.models.repository import ModelRepository
 from app.predict.loaded_model import LoadedModel
+from app.storage import get_storage
+from app.storage.keys import file_key, model_prefix
 from worker.errors import JobFailure
 from worker.lease import LeaseKeeper
 from worker.metrics import build_scorer
@@ -99,7 +99,9 @@ def run_batch(settings: Settings, attempt: BatchAttempt, lease: LeaseKeeper) -> 
         raise JobFailure("unknown_model", f"The model '{spec.model_id}' no longer exists.")
     if record is None:
         raise JobFailure("unknown_file", f"The file '{spec.file_id}' no longer exists.")
-    loaded = LoadedModel.load(trained_model_dir(settings, model.id), spec.precision)
+    storage = get_storage(settings)
+    with storage.local_dir(model_prefix(model.id)) as folder:
+        loaded = LoadedModel.load(folder, spec.precision)
     lease.check()
     labels = loaded.labels
     label_ids = {label: i for i, label in enumerate(labels)}
@@ -110,8 +112,10 @@ def run_batch(settings: Settings, attempt: BatchAttempt, lease: LeaseKeeper) -> 
     rows = 0
     lease.progress.total_steps = record.row_count
     staged = attempt.folder / f"output.{record.format}"
-    source = file_path(settings, record.id, record.format)
-    with staged.open("w", encoding="utf-8", newline="") as handle:
+    with (
+        storage.local_file(file_key(record.id, record.format)) as source,
+        staged.open("w", encoding="utf-8", newline="") as handle,
+    ):
         writer = OutputWriter(handle, record.format, columns)
         for chunk in _chunks(iter_records(source, record.format), CHUNK_ROWS):
             lease.check()  # a cancel stops between chunks

@@ -14,8 +14,9 @@ from app.core.db import session_scope
 from app.core.redact import public_message
 from app.files.parsing import FileParseError, read_table
 from app.files.repository import FileRepository
-from app.files.storage import file_path
 from app.jobs.schemas import FilesDataset, HubDataset, JobSpec
+from app.storage import get_storage
+from app.storage.keys import file_key
 from worker.errors import JobFailure
 from worker.hub import (
     HubUnavailable,
@@ -136,11 +137,13 @@ def _load_files(
     ]
     with session_scope() as session:
         records = [FileRepository(session).get(tenant_id, file_id) for _, file_id in ids]
+    storage = get_storage(settings)
     for (split, file_id), record in zip(ids, records, strict=True):
         if record is None:
             raise JobFailure("unknown_file", f"The {split} file '{file_id}' no longer exists.")
         try:
-            frames.append(read_table(file_path(settings, record.id, record.format), record.format))
+            with storage.local_file(file_key(record.id, record.format)) as path:
+                frames.append(read_table(path, record.format))
         except (FileParseError, OSError) as exc:
             raise JobFailure(
                 "invalid_file",

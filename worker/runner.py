@@ -12,6 +12,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -22,14 +23,16 @@ from app.batch.schemas import BatchSpec
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.redact import public_message
-from app.files.storage import file_path
 from app.jobs.repository import Fence, JobRepository
 from app.jobs.schemas import JobSpec
 from app.jobs.states import JobKind, JobStatus, Outcome, RetryReason, StopReason
-from app.models.locator import checkpoints_dir, trained_model_dir
+from app.models.card import load_facts, write_model_card
+from app.models.service import refresh_model_card
 from app.observability.worker import record_job_finished
 from app.queue import enqueue_after_commit
-from app.tables import DatasetFile, TrainedModel, new_id
+from app.storage import get_storage
+from app.storage.keys import checkpoints_prefix, file_key, model_prefix
+from app.tables import DatasetFile, TrainedModel, new_id, utcnow
 from worker.attempt import Attempt, adopt_checkpoint, attempt_folder, prune_attempts
 from worker.batch import BatchAttempt
 from worker.errors import JobFailure, TrainingInterrupted
@@ -137,14 +140,26 @@ def _batch_and_finish(
         row_count=result.row_count,
         columns=result.columns,
     )
-    final = file_path(settings, output.id, output.format)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(result.output, final)
+    storage, key = get_storage(settings), file_key(output.id, output.format)
+    storage.put_file(key, result.output)
     ended = _finish(fence, lambda repo: repo.succeed_batch(fence, output, result.result))
     if ended is not JobStatus.succeeded:
-        final.unlink(missing_ok=True)
+        storage.delete(key)
+    elif result.result.get("metrics"):
+        _refresh_card(settings, attempt.spec.model_id)  # an evaluation: the card lists it
     _remove_job_dir(settings, fence, ended)
     return _outcome(ended)
+
+
+def _refresh_card(settings: Settings, model_id: str) -> None:
+    """Rewrite a model's card after its facts changed; a card never fails a job."""
+    try:
+        with session_scope() as session:
+            model = session.get(TrainedModel, model_id)
+            if model is not None:
+                refresh_model_card(session, settings, model)
+    except Exception:
+        logger.exception("could not refresh the card of model %s", model_id)
 
 
 def _train_and_finish(
@@ -163,13 +178,11 @@ def _train_and_finish(
     except Exception as exc:
         return _crashed(settings, fence, exc)
 
-    # The commit point: the folder moves into place, then the row makes it a model. A folder
+    # The commit point: the folder is stored whole, then the row makes it a model. A folder
     # whose row never commits is removed here, or by the sweep if this process dies first.
     lease.beat()  # record the final progress while the lease is still ours
     model_id = new_id("mdl")
-    final_dir = trained_model_dir(settings, model_id)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(result.model_dir, final_dir)  # atomic: predict never sees a partial folder
+    storage = get_storage(settings)
     model = TrainedModel(
         id=model_id,
         tenant_id=attempt.tenant_id,
@@ -179,28 +192,38 @@ def _train_and_finish(
         labels=result.labels,
         text_pair=attempt.spec.text_pair_column is not None,
         metrics=result.metrics,
+        created_at=utcnow(),
     )
+    _write_card(model, result, result.model_dir)
+    # put_tree: nothing is visible under models/<id>/ until the whole folder is.
+    model.size_bytes = storage.put_tree(model_prefix(model_id), result.model_dir)
     # The kept epoch weights move out of the job's folder with the commit.
-    epochs, kept = (
-        settings.jobs_dir / fence.job_id / "epochs",
-        checkpoints_dir(settings, fence.job_id),
-    )
+    epochs, kept = settings.jobs_dir / fence.job_id / "epochs", checkpoints_prefix(fence.job_id)
     moved = None
     if epochs.is_dir():
-        shutil.rmtree(kept, ignore_errors=True)
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(epochs, kept)
-        data_dir = settings.resolved_data_dir
-        moved = (f"{epochs.relative_to(data_dir)}/", f"{kept.relative_to(data_dir)}/")
+        storage.put_tree(kept, epochs)
+        moved = (f"{epochs.relative_to(settings.resolved_data_dir).as_posix()}/", kept)
     ended = _finish(fence, lambda repo: repo.succeed(fence, model, result.stopped_early, moved))
     if ended is not JobStatus.succeeded:
         logger.warning(
             "job %s ended %s before its model committed; model discarded", fence.job_id, ended
         )
-        shutil.rmtree(final_dir, ignore_errors=True)
-        shutil.rmtree(kept, ignore_errors=True)
+        storage.delete_prefix(model_prefix(model_id))
+        storage.delete_prefix(kept)
     _remove_job_dir(settings, fence, ended)
     return _outcome(ended)
+
+
+def _write_card(model: TrainedModel, result: TrainingResultLike, folder: Path) -> None:
+    """The model's README.md from its job's rows, before the folder is stored; a card that
+    cannot be written (the database briefly gone) never fails the job."""
+    try:
+        with session_scope() as session:
+            facts = load_facts(session, model)
+        facts = replace(facts, best_epoch=result.best_epoch, stopped_early=result.stopped_early)
+        write_model_card(folder, facts)
+    except Exception:
+        logger.exception("could not write the card of model %s", model.id)
 
 
 def _interrupted(settings: Settings, fence: Fence, reason: StopReason) -> str:

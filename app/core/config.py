@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     max_batch_size: int = 256
     max_sequence_length: int = 512
     max_queued_jobs_per_tenant: int = 20
+    # Bytes a tenant may store (uploads, models, kept checkpoints, produced files; 0: no limit).
+    # Past it, uploads answer 413 and new jobs 403 `storage_quota_exceeded`.
+    max_storage_bytes_per_tenant: int = 0
     max_predict_inputs: int = 256
     max_predict_text_chars: int = 10_000
     # Hub base models: the config, tokenizer and safetensors files together (job fails

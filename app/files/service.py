@@ -22,6 +22,7 @@ from app.files.parsing import (
 from app.files.repository import FileRepository
 from app.files.storage import UploadTooLarge, file_storage
 from app.tables import DatasetFile, new_id
+from app.usage.service import check_storage_quota
 
 
 def upload_limits(settings: Settings) -> ParseLimits:
@@ -82,6 +83,7 @@ def store_upload(
     session: Session, settings: Settings, tenant_id: str, upload: CheckedUpload
 ) -> DatasetFile:
     """The file's row, then the file under its id: a failed insert stores nothing."""
+    check_storage_quota(session, settings, tenant_id, upload.size_bytes, 413)
     record = FileRepository(session).add(
         DatasetFile(
             id=new_id("file"),

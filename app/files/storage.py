@@ -2,8 +2,7 @@
 
 Every write of an upload goes through `FileStorage`: an upload is first staged in a local temp
 file (received in bounded chunks, then parsed from disk), and saved under its id only once it
-has passed every check. Only the local backend exists; another (an object store) would stage
-the same way and upload in `save`.
+has passed every check, then stored under its key through `app.storage` (`save`).
 """
 
 import os
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from app.core.config import Settings
+from app.storage import get_storage
+from app.storage.keys import file_key
 
 _CHUNK = 1024 * 1024
 
@@ -72,7 +73,7 @@ class LocalFileStorage:
         return size
 
     def save(self, staged: Path, file_id: str, fmt: str) -> None:
-        os.replace(staged, file_path(self.settings, file_id, fmt))
+        get_storage(self.settings).put_file(file_key(file_id, fmt), staged)
 
 
 def file_storage(settings: Settings) -> FileStorage:

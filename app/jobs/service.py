@@ -2,7 +2,7 @@
 
 import hashlib
 import json
-import os
+from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
@@ -26,11 +26,15 @@ from app.jobs.schemas import (
     MetricRow,
 )
 from app.jobs.states import EventType, JobKind, JobStatus
+from app.models.card import load_facts, write_model_card
 from app.models.files import link_model_files
 from app.models.locator import InvalidModelName, locate_base_model, trained_model_dir
 from app.models.repository import ModelRepository
 from app.queue import enqueue_after_commit
-from app.tables import Job, TrainedModel, new_id
+from app.storage import get_storage
+from app.storage.keys import model_prefix
+from app.tables import Job, TrainedModel, new_id, utcnow
+from app.usage.service import check_storage_quota
 
 
 def spec_hash(spec: JobSpec) -> str:
@@ -98,6 +102,8 @@ def check_queued_limit(session: Session, settings: Settings, tenant_id: str) -> 
             "or cancel some.",
             headers={"Retry-After": "60"},
         )
+    # Every job stores something (a model, kept epochs, an output file): none past the quota.
+    check_storage_quota(session, settings, tenant_id, 0, 403)
 
 
 def _check_limits(settings: Settings, spec: JobSpec) -> None:
@@ -307,9 +313,15 @@ def register_checkpoint(
             else {}
         ),
     )
+    # The epoch's loadable files linked into a scratch folder with a card of its own, then
+    # stored whole under models/<id>/ (the folder first, then the row: the commit point).
+    storage = get_storage(settings)
     staging = trained_model_dir(settings, f".{model.id}.partial")
-    link_model_files(settings.resolved_data_dir / checkpoint.path, staging)
-    os.replace(staging, trained_model_dir(settings, model.id))
+    with storage.local_dir(f"{checkpoint.path}/") as kept:
+        link_model_files(kept, staging)
+    model.created_at = utcnow()
+    write_model_card(staging, replace(load_facts(session, model), epoch=epoch))
+    model.size_bytes = storage.put_tree(model_prefix(model.id), staging)
     models.add(model)
     return model, True
 

@@ -12,6 +12,7 @@ from app.core.errors import V1_ERRORS, ApiError, NotFound
 from app.core.precision import serving_precision
 from app.models.repository import ModelRepository
 from app.models.schemas import ModelList, ModelRead, PredictRequest, PredictResponse
+from app.models.service import model_read
 from app.predict.service import PredictService
 from app.tables import TrainedModel
 
@@ -42,7 +43,8 @@ def list_models(
 
 @router.get("/{model_id}", response_model=ModelRead)
 def get_model(session: SessionDep, principal: PrincipalDep, model_id: str) -> ModelRead:
-    return ModelRead.model_validate(_get_model(session, principal.tenant_id, model_id))
+    """The model, with the facts of its card (`card`: data, spec, per-epoch metrics)."""
+    return model_read(session, _get_model(session, principal.tenant_id, model_id))
 
 
 MODEL_ROWS_KEPT = 4096
@@ -61,6 +63,11 @@ async def _find_model(tenant_id: str, model_id: str) -> TrainedModel:
             _model_rows.pop(next(iter(_model_rows)))  # the oldest
         _model_rows[key] = record
     return record
+
+
+def forget_model_row(tenant_id: str, model_id: str) -> None:
+    """A deleted model's row is no longer served from memory."""
+    _model_rows.pop((tenant_id, model_id), None)
 
 
 def _read_model(tenant_id: str, model_id: str) -> TrainedModel:

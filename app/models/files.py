@@ -8,14 +8,13 @@ from pathlib import Path
 MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".jinja", ".md")
 
 
+def is_model_file(name: str) -> bool:
+    """Whether a file of this name belongs in a model folder a user may load."""
+    return name.endswith(MODEL_FILE_SUFFIXES) and name != "trainer_state.json"
+
+
 def model_files(folder: Path) -> list[Path]:
-    return [
-        path
-        for path in folder.iterdir()
-        if path.is_file()
-        and path.suffix in MODEL_FILE_SUFFIXES
-        and path.name != "trainer_state.json"
-    ]
+    return [path for path in folder.iterdir() if path.is_file() and is_model_file(path.name)]
 
 
 def link_model_files(source: Path, target: Path) -> int:

@@ -1,6 +1,7 @@
 """API shapes of trained models and predictions."""
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +23,51 @@ class ModelRead(BaseModel):
     text_pair: bool
     metrics: dict[str, float]
     created_at: datetime
+    size_bytes: int | None = Field(
+        default=None, description="Bytes of the stored folder (null for older models)."
+    )
+    card: "ModelCard | None" = Field(
+        default=None,
+        description="The facts of the model's card (its README.md): data, spec, per-epoch "
+        "metrics, evaluations. Only on GET /v1/models/{id}.",
+    )
+
+
+class EpochCard(BaseModel):
+    epoch: int
+    step: int
+    train_loss: float | None
+    eval_loss: float | None
+    metrics: dict[str, float]
+
+
+class EvaluationCard(BaseModel):
+    id: str
+    file_id: str
+    rows: int
+    metrics: dict[str, float]
+    created_at: str
+    confusion_matrix: list[list[int]] | None = None
+
+
+class ModelCard(BaseModel):
+    base_model: str
+    labels: list[str]
+    text_pair: bool
+    dataset: dict[str, Any] = Field(description="The training job's dataset spec.")
+    columns: dict[str, str | None]
+    data: dict[str, Any] | None = Field(
+        description="Train and validation rows, labels, where validation came from."
+    )
+    hyperparameters: dict[str, Any]
+    epochs: list[EpochCard]
+    best_epoch: int | None
+    stopped_early: bool
+    evaluations: list[EvaluationCard]
+    confusion_matrix: list[list[int]] | None = Field(
+        description="Rows: true labels, columns: predicted, in `labels` order; from the "
+        "latest evaluation that has one."
+    )
 
 
 class ModelList(BaseModel):

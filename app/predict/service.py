@@ -9,12 +9,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.core.config import Settings
-from app.core.errors import ApiError
-from app.models.locator import trained_model_dir
+from app.core.errors import ApiError, NotFound
 from app.models.schemas import Prediction, PredictRequest
 from app.predict.batcher import Batcher, BatcherClosed, Labelled, Model, Overloaded
 from app.predict.cache import ModelCache
 from app.predict.loaded_model import LoadedModel
+from app.storage import get_storage
+from app.storage.keys import model_prefix
 from app.tables import TrainedModel
 
 RETRY_AFTER_SECONDS = "1"
@@ -36,6 +37,7 @@ class PredictService:
         # Touched only on the forward thread: a model is loaded, used and evicted there, so
         # eviction never happens under a pass in flight.
         self.cache: ModelCache[Model] = ModelCache(cache_size, load)
+        self._gone: set[str] = set()  # ids of models deleted through this process
         self.batcher = Batcher(
             self.cache.get,
             max_batch,
@@ -47,9 +49,15 @@ class PredictService:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PredictService":
+        storage = get_storage(settings)
+
         def load(key: str) -> LoadedModel:
             model_id, precision = key.split(":")
-            return LoadedModel.load(trained_model_dir(settings, model_id), precision)
+            try:
+                with storage.local_dir(model_prefix(model_id)) as folder:
+                    return LoadedModel.load(folder, precision)
+            except FileNotFoundError:
+                raise NotFound("model", model_id) from None  # deleted meanwhile
 
         return cls(
             load,
@@ -65,6 +73,11 @@ class PredictService:
         """The 429 or 503 a new request of `tenant` for `model_id` would get now, if any."""
         overloaded = self.batcher.refusal(tenant, model_id)
         return None if overloaded is None else _overloaded(overloaded)
+
+    def forget(self, model_id: str) -> None:
+        """A deleted model: requests from now on answer 404. Passes already queued or running
+        finish with the loaded model, which the cache then ages out like any unused one."""
+        self._gone.add(model_id)
 
     def run_on_forward_thread(self, function: Callable[[], Any]) -> Any:
         """Run `function` on the forward thread and wait for it (torch on any other thread
@@ -115,6 +128,8 @@ class PredictService:
     ) -> list[Prediction]:
         """Validated here; labelled in a forward pass shared with concurrent requests for the
         same model in the same precision."""
+        if record.id in self._gone:
+            raise NotFound("model", record.id)
         texts, pairs = split_inputs(record, request, max_chars)
         labelled = await self.label(
             record.tenant_id, f"{record.id}:{precision}", texts, pairs, client_gone

@@ -1,0 +1,59 @@
+"""The process's storage, and removals that wait for the database commit."""
+
+import logging
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings
+from app.storage.base import Storage
+from app.storage.local import LocalStorage
+
+logger = logging.getLogger(__name__)
+_AFTER_COMMIT = "tuneserve_after_commit"
+
+
+def get_storage(settings: Settings) -> Storage:
+    """The backend of these settings (only the local directory backend exists so far)."""
+    return _local(settings.resolved_data_dir)
+
+
+@lru_cache(maxsize=8)
+def _local(root: Path) -> LocalStorage:
+    return LocalStorage(root)
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Call `callback` once the session's transaction commits (never after a rollback)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def delete_after_commit(session: Session, storage: Storage, *keys: str) -> None:
+    """Remove these keys (a key ending in `/` is a prefix) once the session commits: the rows
+    go first, so a failed commit leaves the bytes; bytes whose rows are gone are the sweep's."""
+
+    def remove() -> None:
+        for key in keys:
+            try:
+                if key.endswith("/"):
+                    storage.delete_prefix(key)
+                else:
+                    storage.delete(key)
+            except OSError:
+                logger.exception("could not remove %s; the sweep will", key)
+
+    after_commit(session, remove)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        callback()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_rollback(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)

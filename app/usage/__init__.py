@@ -1,0 +1,1 @@
+"""Stored bytes per tenant (GET /v1/usage) and the storage quota."""
