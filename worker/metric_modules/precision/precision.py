@@ -1,50 +1,5 @@
-"""Precision metric for `evaluate`, shipped with tuneserve and loaded by path (the Hub is not needed).
+"""The `precision` metric for `evaluate.load(path)`; defined in worker/metric_modules/_base.py."""
 
-Adapted from the Hugging Face `evaluate-metric/precision` module (Apache-2.0).
-"""
+from worker.metric_modules._base import metric_class
 
-import datasets
-import evaluate
-from sklearn.metrics import precision_score
-
-_DESCRIPTION = "Precision: true positives over predicted positives."
-_CITATION = "Pedregosa et al., Scikit-learn: Machine Learning in Python, JMLR 12, 2011."
-_KWARGS_DESCRIPTION = "predictions: predicted labels; references: true labels. average: binary (default), macro, micro or weighted; pos_label: the positive label."
-
-
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Precision(evaluate.Metric):
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("int32"),
-                    "references": datasets.Value("int32"),
-                }
-            ),
-            reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
-        )
-
-    def _compute(
-        self,
-        predictions,
-        references,
-        labels=None,
-        pos_label=1,
-        average="binary",
-        sample_weight=None,
-        zero_division="warn",
-    ):
-        score = precision_score(
-            references,
-            predictions,
-            labels=labels,
-            pos_label=pos_label,
-            average=average,
-            sample_weight=sample_weight,
-            zero_division=zero_division,
-        )
-        return {"precision": float(score)}
+Precision = metric_class("precision")

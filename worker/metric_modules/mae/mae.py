@@ -1,0 +1,5 @@
+"""The `mae` metric for `evaluate.load(path)`; defined in worker/metric_modules/_base.py."""
+
+from worker.metric_modules._base import metric_class
+
+Mae = metric_class("mae")
