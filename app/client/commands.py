@@ -52,6 +52,35 @@ def files_upload(api: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _target(output: str | None, default_name: str, force: bool) -> Path:
+    """Where a download goes: `-o PATH`, a file named `default_name` in `-o DIR`, or in the
+    current directory; an existing file is kept unless --force."""
+    target = Path(output) if output else Path(default_name)
+    if target.is_dir():
+        target = target / default_name
+    if target.exists() and not force:
+        raise ClientError(f"{target} exists; pass --force to overwrite it, or -o another path")
+    if not target.parent.is_dir():
+        raise ClientError(f"no folder {target.parent} to write {target.name} into")
+    return target
+
+
+def files_download(api: ApiClient, args: argparse.Namespace) -> int:
+    record = api.get_file(args.file_id)
+    target = _target(
+        args.output, Path(record.filename).name or f"{record.id}.{record.format}", args.force
+    )
+    written = api.download_file(args.file_id, target)
+    print(f"{target}  {render.size(written)}")
+    return 0
+
+
+def files_delete(api: ApiClient, args: argparse.Namespace) -> int:
+    api.delete_file(args.file_id)
+    print(f"{args.file_id}  deleted")
+    return 0
+
+
 SPEC_OPTIONS = (
     "base_model",
     "train",
@@ -155,6 +184,50 @@ def models_list(api: ApiClient, args: argparse.Namespace) -> int:
         print(render.models_table(models.data))
     else:
         print("no models")
+    return 0
+
+
+def jobs_checkpoints(api: ApiClient, args: argparse.Namespace) -> int:
+    checkpoints = api.job_checkpoints(args.job_id)
+    if args.json:
+        _print_json(checkpoints)
+    elif checkpoints.data:
+        print(render.checkpoints_table(checkpoints.data))
+        print(
+            "\n* the best epoch (the job's model). Register another with the API: "
+            "POST /v1/jobs/{id}/checkpoints/{epoch}/model"
+        )
+    else:
+        print("no kept checkpoints (a job keeps its epochs' weights once it has succeeded)")
+    return 0
+
+
+def jobs_delete(api: ApiClient, args: argparse.Namespace) -> int:
+    api.delete_job(args.job_id)
+    print(f"{args.job_id}  deleted")
+    return 0
+
+
+def models_download(api: ApiClient, args: argparse.Namespace) -> int:
+    target = _target(args.output, f"{args.model_id}.tar.gz", args.force)
+    written = api.download_model(args.model_id, target)
+    print(f"{target}  {render.size(written)}")
+    print(f"unpack with: tar -xzf {target}  (a Hugging Face folder named {args.model_id})")
+    return 0
+
+
+def models_delete(api: ApiClient, args: argparse.Namespace) -> int:
+    api.delete_model(args.model_id)
+    print(f"{args.model_id}  deleted")
+    return 0
+
+
+def usage(api: ApiClient, args: argparse.Namespace) -> int:
+    answer = api.usage()
+    if args.json:
+        _print_json(answer)
+    else:
+        print(render.usage_table(answer))
     return 0
 
 

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ValidationError
 
 from app.client.sse import SseMessage, parse_sse
 from app.files.schemas import FileRead
-from app.jobs.schemas import JobList, JobRead, MetricList
+from app.jobs.schemas import CheckpointList, JobList, JobRead, MetricList
 from app.models.schemas import ModelList, PredictResponse
+from app.usage.schemas import UsageRead
 
 Model = TypeVar("Model", bound=BaseModel)
 PredictInput = str | dict[str, str]
@@ -78,6 +79,15 @@ class ApiClient:
                 FileRead, "POST", "/v1/files", files={"file": (path.name, handle)}, data=data
             )
 
+    def get_file(self, file_id: str) -> FileRead:
+        return self._call(FileRead, "GET", f"/v1/files/{file_id}")
+
+    def download_file(self, file_id: str, target: Path) -> int:
+        return self._download(f"/v1/files/{file_id}/content", target)
+
+    def delete_file(self, file_id: str) -> None:
+        self._delete(f"/v1/files/{file_id}")
+
     # --- jobs -----------------------------------------------------------------------------
     def create_job(self, spec: dict[str, Any], idempotency_key: str | None = None) -> JobRead:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -98,6 +108,12 @@ class ApiClient:
     def job_metrics(self, job_id: str) -> MetricList:
         return self._call(MetricList, "GET", f"/v1/jobs/{job_id}/metrics")
 
+    def job_checkpoints(self, job_id: str) -> CheckpointList:
+        return self._call(CheckpointList, "GET", f"/v1/jobs/{job_id}/checkpoints")
+
+    def delete_job(self, job_id: str) -> None:
+        self._delete(f"/v1/jobs/{job_id}")
+
     def job_events(self, job_id: str, after: int = 0) -> Iterator[SseMessage]:
         """The job's Server-Sent Events after event `after` (sent as `Last-Event-ID`)."""
         headers = {"Last-Event-ID": str(after)} if after else {}
@@ -115,12 +131,52 @@ class ApiClient:
     def list_models(self, limit: int = 100) -> ModelList:
         return self._call(ModelList, "GET", "/v1/models", params={"limit": limit})
 
+    def download_model(self, model_id: str, target: Path) -> int:
+        """The model's `.tar.gz` into `target`; its size in bytes."""
+        return self._download(f"/v1/models/{model_id}/archive", target)
+
+    def delete_model(self, model_id: str) -> None:
+        self._delete(f"/v1/models/{model_id}")
+
+    # --- usage ----------------------------------------------------------------------------
+    def usage(self) -> UsageRead:
+        return self._call(UsageRead, "GET", "/v1/usage")
+
     def predict(self, model_id: str, inputs: list[PredictInput]) -> PredictResponse:
         return self._call(
             PredictResponse, "POST", f"/v1/models/{model_id}/predict", json={"inputs": inputs}
         )
 
     # --- plumbing -------------------------------------------------------------------------
+    def _download(self, path: str, target: Path) -> int:
+        """Stream an answer into `target` (a hidden temp file renamed once complete, so an
+        interrupted download leaves nothing that looks whole); the bytes written."""
+        temp = target.with_name(f".{target.name}.part")
+        size = 0
+        try:
+            with self._http.stream("GET", path, timeout=STREAM_TIMEOUT) as answer:
+                if answer.is_error:
+                    answer.read()
+                    raise error_from_response(answer)
+                with temp.open("wb") as out:
+                    for chunk in answer.iter_bytes():
+                        out.write(chunk)
+                        size += len(chunk)
+            temp.replace(target)
+            return size
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._transport_error(exc) from exc
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def _delete(self, path: str) -> None:
+        try:
+            response = self._http.delete(path)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._transport_error(exc) from exc
+        if response.is_error:
+            raise error_from_response(response)
+
     def _call(self, shape: type[Model], method: str, path: str, **kwargs: Any) -> Model:
         try:
             response = self._http.request(method, path, **kwargs)

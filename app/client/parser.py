@@ -38,7 +38,7 @@ def add_client_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     """Register `files`, `jobs`, `models` and `predict` on the `tuneserve` parser."""
     common = [_client_options()]
 
-    files = sub.add_parser("files", help="upload dataset files to a server")
+    files = sub.add_parser("files", help="upload, download and delete dataset files")
     files_sub = files.add_subparsers(dest="files_command", required=True)
     upload = _command(
         files_sub,
@@ -52,6 +52,15 @@ def add_client_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser
         "--format", choices=("csv", "tsv", "jsonl"), help="default: from the file name"
     )
 
+    for name, help_text, command in (
+        ("download", "save a file as it was stored", commands.files_download),
+        ("delete", "delete a file and free its bytes", commands.files_delete),
+    ):
+        parser = _command(files_sub, name, help_text, command, parents=common)
+        parser.add_argument("file_id")
+        if name == "download":
+            _add_output(parser, "default: the file's uploaded name, in the current folder")
+
     jobs = sub.add_parser("jobs", help="create, list, show, cancel and watch fine-tune jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
     _add_create(jobs_sub, common)
@@ -62,6 +71,8 @@ def add_client_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser
         ("show", "status, spec, progress and per-epoch metrics", commands.jobs_show),
         ("cancel", "cancel a queued or running job", commands.jobs_cancel),
         ("watch", "follow a job's events: a progress bar per epoch", commands.jobs_watch),
+        ("checkpoints", "the epochs whose weights a job kept", commands.jobs_checkpoints),
+        ("delete", "delete a finished job, its metrics and kept weights", commands.jobs_delete),
     ):
         _command(jobs_sub, name, help_text, command, parents=common).add_argument("job_id")
 
@@ -71,6 +82,24 @@ def add_client_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser
         models_sub, "list", "models, newest first", commands.models_list, parents=common
     )
     models_list.add_argument("--limit", type=int, default=100)
+    download = _command(
+        models_sub,
+        "download",
+        "save a model's Hugging Face folder as a .tar.gz",
+        commands.models_download,
+        parents=common,
+    )
+    download.add_argument("model_id")
+    _add_output(download, "default: MODEL_ID.tar.gz in the current folder")
+    _command(
+        models_sub,
+        "delete",
+        "delete a model and free its bytes",
+        commands.models_delete,
+        parents=common,
+    ).add_argument("model_id")
+
+    _command(sub, "usage", "bytes this tenant stores, by kind", commands.usage, parents=common)
 
     predict = _command(
         sub,
@@ -82,6 +111,11 @@ def add_client_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     predict.add_argument("model_id", help="mdl_…, from `tuneserve models list`")
     predict.add_argument("text")
     predict.add_argument("text_pair", nargs="?", help="the second text, for pair models")
+
+
+def _add_output(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("-o", "--output", metavar="PATH", help=f"a file or a folder ({default})")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
 
 
 def _add_create(

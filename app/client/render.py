@@ -4,8 +4,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from app.files.schemas import FileRead
-from app.jobs.schemas import FilesDataset, JobRead, MetricRow
+from app.jobs.schemas import CheckpointRead, FilesDataset, JobRead, MetricRow
 from app.models.schemas import ModelRead, Prediction
+from app.usage.schemas import UsageRead
 
 EMPTY = "-"
 
@@ -151,7 +152,7 @@ def job_summary(job: JobRead) -> str:
             f"{hp.num_train_epochs} epochs, learning rate {hp.learning_rate:g}, "
             f"batch size {hp.per_device_train_batch_size}, seed {hp.seed}",
         ),
-        ("metrics", ", ".join(spec.metrics)),
+        ("metrics", ", ".join(spec.metric_names((job.data or {}).get("task")))),
         ("progress", progress(job)),
         ("attempts", str(job.attempts)),
         ("created", when(job.created_at)),
@@ -197,3 +198,39 @@ def prediction(answer: Prediction) -> str:
     """The label, then each label's probability, most likely first."""
     ranked = sorted(answer.scores.items(), key=lambda item: item[1], reverse=True)
     return fields([("label", answer.label), *((f"  {k}", f"{v:.4f}") for k, v in ranked)])
+
+
+def size(value: int | None) -> str:
+    """Bytes in the largest unit that keeps a number of at least 1 (1024-based)."""
+    if value is None:
+        return EMPTY
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < 1024 or unit == "GiB":
+            return f"{int(amount)} B" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")
+
+
+def checkpoints_table(checkpoints: Sequence[CheckpointRead]) -> str:
+    rows = [
+        [
+            f"{c.epoch}{' *' if c.is_best else ''}",
+            str(c.step),
+            size(c.size_bytes),
+            number(c.eval_loss),
+            scores(c.metrics) or EMPTY,
+            c.model_id or EMPTY,
+        ]
+        for c in checkpoints
+    ]
+    return table(["epoch", "step", "size", "eval_loss", "metrics", "model"], rows)
+
+
+def usage_table(usage: UsageRead) -> str:
+    kinds = usage.bytes.model_dump()
+    rows = [[kind, size(value), str(value)] for kind, value in kinds.items()]
+    rows.append(["total", size(usage.total_bytes), str(usage.total_bytes)])
+    limit = usage.limit_bytes
+    rows.append(["limit", size(limit) if limit else "none", str(limit) if limit else EMPTY])
+    return table(["kind", "size", "bytes"], rows)

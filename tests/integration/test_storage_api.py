@@ -8,6 +8,7 @@ import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
@@ -202,7 +203,11 @@ def test_the_archive_loads_offline_and_scores_as_predict_does(
     )
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     classifier = pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None)
-    for scored, prediction in zip(classifier(texts), served.json()["predictions"], strict=True):
+    for scored, prediction in zip(
+        cast(list[list[dict[str, Any]]], classifier(texts)),
+        served.json()["predictions"],
+        strict=True,
+    ):
         offline = {item["label"]: item["score"] for item in scored}
         assert set(offline) == set(LABELS)
         for label, score in prediction["scores"].items():
