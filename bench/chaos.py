@@ -58,6 +58,7 @@ from tests.support.tiny_model import build_tiny_model, sentiment_rows  # noqa: E
 
 CLOSES_AN_ATTEMPT = {"retried", *TERMINAL}
 CANCEL_MOMENTS = ("queued", "running", "saving")
+WORKER_FAULTS = ("kill9", "sigterm")
 
 
 def wait_until(predicate: Any, timeout: float, what: str) -> None:
@@ -206,10 +207,26 @@ class Chaos:
         if faked:
             self.faults["faketime_worker_starts"] += 1
 
-    def hit_worker(self, rng: random.Random, how: str) -> None:
-        """SIGKILL a worker's process group, or SIGTERM the worker; a replacement starts at
-        once (a faked-clock worker is replaced by a faked-clock one)."""
-        name = rng.choice(list(self.workers))
+    def training(self, engine: Engine) -> list[str]:
+        """The workers that hold a running job's lease now (best effort: a lease owner reads
+        `host:pid:…`, pid being the worker's pool process; [] when that does not parse)."""
+        try:
+            owners = rows(engine, "SELECT lease_owner FROM jobs WHERE status = 'running'")
+        except SQLAlchemyError:
+            return []
+        parents = set()
+        for (owner,) in owners:
+            with contextlib.suppress(ValueError, IndexError, OSError):
+                stat = Path(f"/proc/{int(str(owner).split(':')[1])}/stat").read_text()
+                parents.add(int(stat.rsplit(")", 1)[1].split()[1]))
+        return [n for n in self.workers if self.service.processes[n].pid in parents]
+
+    def hit_worker(self, rng: random.Random, how: str, busy: list[str]) -> None:
+        """SIGKILL a worker's process group, or SIGTERM the worker, preferring one that trains
+        (`busy`); a replacement starts at once (a faked-clock one for a faked-clock one)."""
+        name = rng.choice(busy or list(self.workers))
+        if busy:
+            self.faults[f"{how}_while_training"] += 1
         faked = self.workers.pop(name)
         process = self.service.processes[name]
         if how == "kill9":
@@ -464,10 +481,15 @@ def main() -> int:
                             stuck.add(state.id)
                     if all(s.status in TERMINAL for s in states):
                         break
-                    if plan and now >= next_fault:
+                    busy = chaos.training(engine) if plan and now >= next_fault else []
+                    # A worker fault waits a while for a worker that trains (workers take
+                    # seconds to start: hitting only starting ones would test little).
+                    patient = now < next_fault + 3 * args.seconds_between_faults
+                    waits = bool(plan) and plan[-1] in WORKER_FAULTS and not busy and patient
+                    if plan and now >= next_fault and not waits:
                         fault = plan.pop()
-                        if fault in ("kill9", "sigterm"):
-                            chaos.hit_worker(rng, fault)
+                        if fault in WORKER_FAULTS:
+                            chaos.hit_worker(rng, fault, busy)
                         elif fault == "redis":
                             redis.stop()
                             time.sleep(1)
