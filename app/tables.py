@@ -97,6 +97,8 @@ class DatasetFile(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     row_count: Mapped[int] = mapped_column(Integer)
     columns: Mapped[list[str]] = mapped_column(JSON)
+    # False: a CSV/TSV file with no header line, whose columns (given or column_1..n) are above.
+    header: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -117,7 +117,9 @@ def run_batch(settings: Settings, attempt: BatchAttempt, lease: LeaseKeeper) -> 
         staged.open("w", encoding="utf-8", newline="") as handle,
     ):
         writer = OutputWriter(handle, record.format, columns)
-        for chunk in _chunks(iter_records(source, record.format), CHUNK_ROWS):
+        for chunk in _chunks(
+            iter_records(source, record.format, record.header, record.columns), CHUNK_ROWS
+        ):
             lease.check()  # a cancel stops between chunks
             texts = [row.get(spec.text_column, "") for row in chunk]
             pairs = (

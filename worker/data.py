@@ -143,7 +143,9 @@ def _load_files(
             raise JobFailure("unknown_file", f"The {split} file '{file_id}' no longer exists.")
         try:
             with storage.local_file(file_key(record.id, record.format)) as path:
-                frames.append(read_table(path, record.format))
+                frames.append(
+                    read_table(path, record.format, header=record.header, names=record.columns)
+                )
         except (FileParseError, OSError) as exc:
             raise JobFailure(
                 "invalid_file",

@@ -7,6 +7,10 @@ Files are read in chunks of bounded size, and a line is split off a chunk only o
 so `scan_table` (the upload check) needs memory for one chunk and one line whatever the file's
 size; `read_table` (the worker) also keeps the rows. A problem is reported for the first line
 that has one: lines before a bad line are parsed first, whatever the chunk size.
+
+A CSV or TSV file may have no header line (`header=False`): its first line is a row, and its
+columns are named `names`, or `column_1` ... `column_n`. Every reader of a stored file is given
+the `header` and columns stored with it, so it reads the same columns the upload reported.
 """
 
 import codecs
@@ -14,7 +18,7 @@ import csv
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -43,6 +47,10 @@ class FileLimitError(FileParseError):
         self.code = code
 
 
+class ColumnNamesError(FileParseError):
+    """The column names given for a file with no header line do not fit its width."""
+
+
 @dataclass(frozen=True)
 class ParseLimits:
     """Limits of one read; None is no limit."""
@@ -67,9 +75,28 @@ def format_from_filename(filename: str) -> str | None:
     return _EXTENSIONS.get(Path(filename).suffix.lower())
 
 
-def read_table(path: Path, fmt: str, limits: ParseLimits = NO_LIMITS) -> pd.DataFrame:
-    """Read a whole file; every cell becomes a string (JSON scalars are written back as text)."""
-    columns, _, rows = _parse(path, fmt, limits, keep_rows=True)
+def column_names(width: int, names: Sequence[str] | None = None) -> list[str]:
+    """The columns of a file with no header line: `names`, or column_1 ... column_<width>."""
+    if names is None:
+        return [f"column_{i}" for i in range(1, width + 1)]
+    if len(names) != width:
+        raise ColumnNamesError(
+            f"{len(names)} column names were given, but the file has {width} columns."
+        )
+    return list(names)
+
+
+def read_table(
+    path: Path,
+    fmt: str,
+    limits: ParseLimits = NO_LIMITS,
+    header: bool = True,
+    names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Read a whole file; every cell becomes a string (JSON scalars are written back as text).
+    With `header=False` the first line is a row and the columns are `column_names(width, names)`
+    (`names` is not used when the file has a header line)."""
+    columns, _, rows = _parse(path, fmt, limits, keep_rows=True, header=header, names=names)
     if fmt == "jsonl":
         frame = pd.DataFrame.from_records(rows, columns=columns).fillna("")
     else:
@@ -78,22 +105,37 @@ def read_table(path: Path, fmt: str, limits: ParseLimits = NO_LIMITS) -> pd.Data
     return frame
 
 
-def scan_table(path: Path, fmt: str, limits: ParseLimits = NO_LIMITS) -> TableSummary:
+def scan_table(
+    path: Path,
+    fmt: str,
+    limits: ParseLimits = NO_LIMITS,
+    header: bool = True,
+    names: Sequence[str] | None = None,
+) -> TableSummary:
     """Check a file as `read_table` does, keeping only its columns and row count."""
-    columns, row_count, _ = _parse(path, fmt, limits, keep_rows=False)
+    columns, row_count, _ = _parse(path, fmt, limits, keep_rows=False, header=header, names=names)
     return TableSummary(columns=columns, row_count=row_count)
 
 
 def _parse(
-    path: Path, fmt: str, limits: ParseLimits, keep_rows: bool
+    path: Path,
+    fmt: str,
+    limits: ParseLimits,
+    keep_rows: bool,
+    header: bool = True,
+    names: Sequence[str] | None = None,
 ) -> tuple[list[str], int, list[list[str]] | list[dict[str, str]]]:
     rows: list[list[str]] | list[dict[str, str]]
+    if fmt == "jsonl" and not header:
+        raise FileParseError("A JSON Lines file has no header line; its keys name the columns.")
     try:
         with path.open("rb") as handle:
             if fmt == "jsonl":
                 columns, row_count, rows = _read_jsonl(handle, limits, keep_rows)
             elif fmt in ("csv", "tsv"):
-                columns, row_count, rows = _read_delimited(handle, fmt, limits, keep_rows)
+                columns, row_count, rows = _read_delimited(
+                    handle, fmt, limits, keep_rows, header, names
+                )
             else:
                 raise FileParseError(f"Unknown format '{fmt}'; use one of {', '.join(FORMATS)}.")
     except UnicodeDecodeError as exc:
@@ -126,9 +168,14 @@ def _nul_byte(line_number: int) -> FileParseError:
 
 
 def _read_delimited(
-    handle: BinaryIO, fmt: str, limits: ParseLimits, keep_rows: bool
+    handle: BinaryIO,
+    fmt: str,
+    limits: ParseLimits,
+    keep_rows: bool,
+    has_header: bool = True,
+    names: Sequence[str] | None = None,
 ) -> tuple[list[str], int, list[list[str]]]:
-    """Strict reading: every row must have as many fields as the header."""
+    """Strict reading: every row must have as many fields as the header (or the first row)."""
     records = 0  # rows the csv reader has returned, blank ones too
     lines = _lines(handle, limits.max_line_chars)
     if fmt == "csv" and limits.max_line_chars is not None:
@@ -150,20 +197,23 @@ def _read_delimited(
             if not row:
                 continue  # blank lines, leading ones included, are skipped
             if header is None:
-                header = row
-                width = len(header)
+                width = len(row)
                 if limits.max_columns is not None and width > limits.max_columns:
                     raise FileLimitError(
                         "too_many_columns",
                         f"The file has {width} columns; the limit is {limits.max_columns}.",
                     )
-                if len(set(header)) != width:
-                    raise FileParseError("The file has duplicate column names.")
-                has_text = any(name.strip() for name in header)
-                continue
+                if has_header:
+                    header = row
+                    if len(set(header)) != width:
+                        raise FileParseError("The file has duplicate column names.")
+                    has_text = any(name.strip() for name in header)
+                    continue
+                header = column_names(width, names)
             if len(row) != width:
                 raise FileParseError(
-                    f"Line {reader.line_num} has {len(row)} fields; the header has "
+                    f"Line {reader.line_num} has {len(row)} fields; the "
+                    f"{'header' if has_header else 'first line'} has "
                     f"{width}. Is the delimiter right ({fmt.upper()})?"
                 )
             row_count += 1
@@ -389,7 +439,9 @@ def _utf8_error_offset(path: Path, fallback: int) -> int:
             offset += len(chunk)
 
 
-def iter_records(path: Path, fmt: str) -> Iterator[dict[str, str]]:
+def iter_records(
+    path: Path, fmt: str, header: bool = True, names: Sequence[str] | None = None
+) -> Iterator[dict[str, str]]:
     """The rows of a stored file (one that passed the upload checks) one at a time, as
     `read_table` reads them: memory stays flat whatever the file's size."""
     with path.open("rb") as handle:
@@ -404,11 +456,12 @@ def iter_records(path: Path, fmt: str) -> Iterator[dict[str, str]]:
             delimiter="\t" if fmt == "tsv" else ",",
             quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL,
         )
-        header: list[str] | None = None
+        columns: list[str] | None = None
         for row in reader:
             if not row:
                 continue
-            if header is None:
-                header = row
-                continue
-            yield dict(zip(header, row, strict=True))
+            if columns is None:
+                columns = row if header else column_names(len(row), names)
+                if header:
+                    continue
+            yield dict(zip(columns, row, strict=True))

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class FileRead(BaseModel):
@@ -14,6 +14,9 @@ class FileRead(BaseModel):
     size_bytes: int
     row_count: int
     columns: list[str]
+    header: bool = Field(
+        description="False for a CSV/TSV file with no header line (columns as uploaded)."
+    )
     created_at: datetime
 
 

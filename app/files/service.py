@@ -1,5 +1,6 @@
 """Uploading and reading dataset files."""
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from app.core.config import Settings
 from app.core.errors import ApiError, NotFound
 from app.files.parsing import (
     FORMATS,
+    ColumnNamesError,
     FileLimitError,
     FileParseError,
     ParseLimits,
@@ -42,11 +44,52 @@ class CheckedUpload:
     format: str
     size_bytes: int
     summary: TableSummary
+    header: bool = True
+
+
+def parse_column_names(value: str | None, settings: Settings) -> list[str] | None:
+    """A `column_names` parameter: a JSON array of strings, or names separated by commas."""
+    if value is None:
+        return None
+    text = value.strip()
+    names: object = None
+    if text.startswith("["):
+        try:
+            names = json.loads(text)
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _bad_names("column_names starts with '[' but is not a JSON array of strings.")
+    else:
+        names = text.split(",")
+    names = [name.strip() for name in names]
+    if not names or not all(names):
+        raise _bad_names("column_names has an empty name.")
+    if len(set(names)) != len(names):
+        raise _bad_names("column_names has a name twice.")
+    if sum(map(len, names)) > settings.max_upload_line_chars:
+        raise _bad_names(
+            f"column_names is longer than {settings.max_upload_line_chars} characters."
+        )
+    return names
+
+
+def _bad_names(message: str) -> ApiError:
+    return ApiError(
+        422,
+        "invalid_column_names",
+        f"{message} Send a JSON array of distinct names, or names separated by commas.",
+    )
 
 
 @contextmanager
 def checked_upload(
-    settings: Settings, stream: BinaryIO, filename: str, fmt: str | None
+    settings: Settings,
+    stream: BinaryIO,
+    filename: str,
+    fmt: str | None,
+    header: bool = True,
+    names: list[str] | None = None,
 ) -> Iterator[CheckedUpload]:
     """Stage an upload and check that it parses; the staged file is removed when the block
     ends, unless `store_upload` has saved it.
@@ -62,6 +105,20 @@ def checked_upload(
             f"Cannot tell the format of '{filename}'. Name it .csv, .tsv or .jsonl, "
             "or pass the form field format=csv|tsv|jsonl.",
         )
+    if not header and fmt == "jsonl":
+        raise ApiError(
+            422,
+            "header_not_supported",
+            "A JSON Lines file has no header line (its keys name the columns); "
+            "header=false is for CSV and TSV files.",
+        )
+    if header and names is not None:
+        raise ApiError(
+            422,
+            "column_names_need_no_header",
+            "column_names names the columns of a file with no header line; "
+            "send header=false with it.",
+        )
     storage = file_storage(settings)
     with storage.staged() as staged:
         try:
@@ -71,12 +128,16 @@ def checked_upload(
         if size == 0:
             raise ApiError(400, "invalid_file", "The uploaded file is empty.")
         try:
-            summary = scan_table(staged, fmt, upload_limits(settings))
+            summary = scan_table(staged, fmt, upload_limits(settings), header, names)
+        except ColumnNamesError as exc:
+            raise ApiError(
+                422, "column_names_mismatch", f"Cannot read '{filename}': {exc}"
+            ) from exc
         except FileLimitError as exc:
             raise ApiError(413, exc.code, f"Cannot accept '{filename}': {exc}") from exc
         except FileParseError as exc:
             raise ApiError(400, "invalid_file", f"Cannot read '{filename}': {exc}") from exc
-        yield CheckedUpload(staged, filename, fmt, size, summary)
+        yield CheckedUpload(staged, filename, fmt, size, summary, header)
 
 
 def store_upload(
@@ -93,6 +154,7 @@ def store_upload(
             size_bytes=upload.size_bytes,
             row_count=upload.summary.row_count,
             columns=upload.summary.columns,
+            header=upload.header,
         )
     )
     file_storage(settings).save(upload.staged, record.id, upload.format)
