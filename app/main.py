@@ -15,6 +15,7 @@ from app.core.db import get_engine
 from app.core.deps import SessionDep
 from app.core.errors import install_error_handlers
 from app.core.migrate import upgrade_to_head
+from app.core.openapi import install_links
 from app.core.precision import bf16_is_native
 from app.events.endpoints import router as events_router
 from app.events.hub import EventHub
@@ -72,6 +73,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_links(app)  # OpenAPI links between operations (app/core/openapi.py)
     app.add_middleware(BodySizeLimitMiddleware, limit_for_path=request_body_limit)
     app.add_middleware(PredictAdmissionMiddleware)  # a full predict queue refuses at once
     app.include_router(files_router)
