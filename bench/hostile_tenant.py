@@ -1,12 +1,13 @@
 """A hostile tenant against a polite one, on one API process: does B still get served?
 
-    HF_HUB_OFFLINE=1 python bench/hostile_tenant.py --seconds 15
+    HF_HUB_OFFLINE=1 python bench/hostile_tenant.py --seconds 10 --rounds 2 --streams 50
 
 The script starts the real API (`tuneserve api`, SQLite, no worker) and gives two tenants a
 served model each (the tiny test model, tests/support/tiny_model.py: a row and a folder, as the
 worker leaves them). Tenant B, the polite one, runs two clients on keep-alive connections: a
 one-input predict and a GET /v1/jobs, each one request after another with a short pause. They
-run twice for `--seconds`, first on the idle service, then while tenant A attacks it:
+run in windows of `--seconds`, on the idle service and while tenant A attacks it, in turn for
+`--rounds` rounds (on a shared machine, both phases then see its other load alike):
 
 - predict flood: `--flooders` keep-alive connections sending requests of 256 long inputs as
   fast as they are answered, and `--hang-ups-per-second` clients that send one such request
@@ -278,6 +279,16 @@ async def hostile(
     }
 
 
+def merge(into: dict[str, dict[str, Any]], more: dict[str, dict[str, Any]]) -> None:
+    """Add one window's results of B's clients to those of earlier windows."""
+    for name, result in more.items():
+        target = into[name]
+        target.setdefault("latencies", []).extend(result.get("latencies", []))
+        target.setdefault("failures", []).extend(result.get("failures", []))
+        for count in ("errors", "timeouts"):
+            target[count] = target.get(count, 0) + result.get(count, 0)
+
+
 def summary(result: dict[str, Any]) -> dict[str, Any]:
     latencies = sorted(result.get("latencies", []))
     return {
@@ -293,7 +304,8 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15.0, help="each phase")
+    parser.add_argument("--seconds", type=float, default=10.0, help="each window")
+    parser.add_argument("--rounds", type=int, default=2, help="idle and attack windows, in turn")
     parser.add_argument("--flooders", type=int, default=4)
     parser.add_argument("--hang-ups-per-second", type=float, default=10.0)
     parser.add_argument("--streams", type=int, default=100)
@@ -332,10 +344,17 @@ def main() -> int:
             memory = MemorySampler(service.processes["api"].pid)
             asyncio.run(tenant_b(port, b_requests, 2, args.pause))  # warm: model loaded
             memory.mark()
-            idle = asyncio.run(tenant_b(port, b_requests, args.seconds, args.pause))
-            idle_rss = memory.mark()
-            polite, attack = asyncio.run(hostile(port, args, b_requests, a))
-            hostile_rss = memory.mark()
+            idle: dict[str, dict[str, Any]] = {name: {} for name in b_requests}
+            polite: dict[str, dict[str, Any]] = {name: {} for name in b_requests}
+            attacks: list[dict[str, Any]] = []
+            idle_rss = hostile_rss = 0.0
+            for _ in range(args.rounds):  # alternated, so a busy machine weighs on both alike
+                merge(idle, asyncio.run(tenant_b(port, b_requests, args.seconds, args.pause)))
+                idle_rss = max(idle_rss, memory.mark())
+                during, attack = asyncio.run(hostile(port, args, b_requests, a))
+                merge(polite, during)
+                attacks.append(attack)
+                hostile_rss = max(hostile_rss, memory.mark())
             peak_rss = rss_mib(memory.pid, "VmHWM")
             memory.stop.set()
             alive = service.processes["api"].poll() is None
@@ -347,7 +366,7 @@ def main() -> int:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "idle": {name: summary(result) for name, result in idle.items()},
         "hostile": {name: summary(result) for name, result in polite.items()},
-        "attack": attack,
+        "attack": attacks,
         "api_rss_mib": {
             "idle_peak": round(idle_rss, 1),
             "hostile_peak": round(hostile_rss, 1),
