@@ -55,16 +55,19 @@ class Watcher:
         return self.feed.add(self)
 
     async def next(self) -> EventRead | None:
-        """The next event from the poller; None once the watcher has ended."""
-        while not self._queue:
+        """The next event from the poller; None once the watcher has ended. A watcher dropped
+        for falling behind still sends what it had queued; any other end is at once (the
+        client resumes from the last event it got)."""
+        while True:
             if self.ended is None and time.monotonic() >= self.deadline:
                 self.ended = "max_duration"
+            if self._queue and self.ended in (None, "dropped"):
+                return self._queue.popleft()
             if self.ended is not None:
                 return None
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.deadline - time.monotonic())
-        return self._queue.popleft()
 
     def offer(self, event: EventRead) -> bool:
         """Called by the poller; False (and the watcher ends) when its queue is full."""

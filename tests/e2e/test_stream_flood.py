@@ -2,6 +2,7 @@
 the API answering, each tenant has a cap (429 `too_many_streams`), a revoked key's streams end,
 and a stream past its maximum duration ends and is resumed by the client with Last-Event-ID."""
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -114,7 +115,14 @@ def test_many_streams_leave_the_api_answering_then_end_when_the_key_is_revoked(
     job_id = queued_job(service)
     other_key = service.issue_key("other")
 
-    streams = [OpenStream(service, job_id, service.api_key) for _ in range(STREAMS)]
+    streams = [OpenStream(service, job_id, service.api_key) for _ in range(STREAMS - 1)]
+    held = contextlib.ExitStack()  # the last stream, which the client will close
+    held_client = held.enter_context(service.client())
+    url = f"/v1/jobs/{job_id}/events/stream"
+    answer = held.enter_context(held_client.stream("GET", url, timeout=TIMEOUT))
+    assert answer.status_code == 200
+    held_events = parse_sse(answer.iter_lines())  # kept: a dropped iterator closes the stream
+    assert next(held_events)["event"] == "queued"
     for stream in streams:
         stream.start()
     for stream in streams:
@@ -135,6 +143,12 @@ def test_many_streams_leave_the_api_answering_then_end_when_the_key_is_revoked(
         refused = owner.get(f"/v1/jobs/{job_id}/events/stream", timeout=TIMEOUT)
         assert refused.json()["error"]["code"] == "too_many_streams"
         assert int(refused.headers["Retry-After"]) > 0
+        # A stream the client closes gives its slot back.
+        held.close()
+        deadline = time.monotonic() + TIMEOUT
+        while status_of_stream(owner, job_id) != 200:
+            assert time.monotonic() < deadline, "a closed stream still counts against the cap"
+            time.sleep(0.2)
 
     # Revoking the key ends every stream it opened, without the job ending.
     revoke(service, service.api_key)
