@@ -215,6 +215,10 @@ class TrainedModel(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
     # The epoch whose weights these are (None for models of older versions).
     epoch: Mapped[int | None] = mapped_column(Integer)
+    # What the head computes (single_label_classification, regression,
+    # multi_label_classification), and the multi-label threshold.
+    task: Mapped[str] = mapped_column(String(40), default="single_label_classification")
+    threshold: Mapped[float | None] = mapped_column(Float)
     base_model: Mapped[str] = mapped_column(String(255))
     labels: Mapped[list[str]] = mapped_column(JSON)
     text_pair: Mapped[bool] = mapped_column(default=False)

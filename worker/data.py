@@ -25,19 +25,26 @@ from worker.hub import (
     fetch_dataset,
     human_bytes,
 )
+from worker.tasks import Task, task_for
 
 
 @dataclass
 class LabeledSplits:
     train: pd.DataFrame
     validation: pd.DataFrame
-    labels: list[str]  # id -> label name
+    task: Task  # the task kind, its label names (ids in list order) and targets
     held_out_ratio: float | None = None  # validation rows held out of the train file
+
+    @property
+    def labels(self) -> list[str]:
+        return self.task.labels
 
     def summary(self, label_column: str) -> dict[str, object]:
         """What the job records about its data (`JobRead.data`)."""
-        counts = self.train[label_column].astype(str).str.strip().value_counts()
-        return {
+        targets = self.task.targets(self.train[label_column], "train")
+        summary: dict[str, object] = {
+            "task": self.task.kind,
+            "task_inferred": self.task.spec.task is None,
             "train_rows": len(self.train),
             "validation_rows": len(self.validation),
             "validation": (
@@ -46,8 +53,17 @@ class LabeledSplits:
                 else {"source": "split"}
             ),
             "labels": self.labels,
-            "train_label_counts": {label: int(counts.get(label, 0)) for label in self.labels},
         }
+        if self.task.kind == "regression":
+            values = [float(t) for t in targets]
+            summary["train_label_range"] = [min(values), max(values)] if values else []
+        elif self.task.kind == "multi_label_classification":
+            counts = [int(sum(row[i] for row in targets)) for i in range(len(self.labels))]
+            summary["train_label_counts"] = dict(zip(self.labels, counts, strict=True))
+        else:
+            counts = [targets.count(i) for i in range(len(self.labels))]
+            summary["train_label_counts"] = dict(zip(self.labels, counts, strict=True))
+        return summary
 
 
 def load_splits(
@@ -80,9 +96,13 @@ def load_splits(
                 f"The {split} split has no column {', '.join(map(repr, missing))}; "
                 f"its columns are {', '.join(map(repr, frame.columns))}.",
             )
-    labels = names or label_names(train[spec.label_column], settings.max_labels)
-    check_labels(validation[spec.label_column], labels)
-    return LabeledSplits(train=train, validation=validation, labels=labels, held_out_ratio=held_out)
+    task = task_for(spec, train, settings.max_labels)
+    if names is not None and task.kind == "single_label_classification":
+        # A Hub ClassLabel: the dataset's own label order and names.
+        task.raw = list(names)
+        task.labels = [(spec.label_names or {}).get(name, name) for name in names]
+    task.targets(validation[spec.label_column], "validation")  # unknown labels fail here
+    return LabeledSplits(train=train, validation=validation, task=task, held_out_ratio=held_out)
 
 
 def hold_out(
@@ -231,37 +251,3 @@ def _class_names(ids: pd.Series, names: list[str], split: str) -> list[str]:
             "validate on labelled splits.",
         )
     return [names[int(i)] for i in ids]
-
-
-def label_names(values: pd.Series, max_labels: int) -> list[str]:
-    """The distinct labels of the train split, in numeric order when they are all integers."""
-    text = values.astype(str).str.strip()
-    if (text == "").any():
-        row = int((text == "").to_numpy().argmax())
-        raise JobFailure("invalid_labels", f"The label column is empty in train row {row + 1}.")
-    distinct = sorted(set(text))
-    if len(distinct) < 2:
-        raise JobFailure(
-            "invalid_labels",
-            f"The label column has only one value ({distinct[0]!r}); "
-            "a classifier needs at least two.",
-        )
-    if len(distinct) > max_labels:
-        raise JobFailure(
-            "invalid_labels",
-            f"The label column has {len(distinct)} distinct values (at most {max_labels} are "
-            "allowed); is it really a label column?",
-        )
-    try:
-        return sorted(distinct, key=int)
-    except ValueError:
-        return distinct
-
-
-def check_labels(values: pd.Series, labels: list[str]) -> None:
-    unknown = sorted(set(values.astype(str).str.strip()) - set(labels))
-    if unknown:
-        raise JobFailure(
-            "invalid_labels",
-            f"The validation split has labels that the train split lacks: {unknown[:5]}.",
-        )

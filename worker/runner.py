@@ -47,6 +47,8 @@ class TrainingResultLike(Protocol):
     metrics: dict[str, float]
     best_epoch: int | None
     stopped_early: bool
+    task: str
+    threshold: float | None
 
 
 Train = Callable[[Settings, Attempt, LeaseKeeper], TrainingResultLike]
@@ -192,6 +194,8 @@ def _train_and_finish(
         labels=result.labels,
         text_pair=attempt.spec.text_pair_column is not None,
         metrics=result.metrics,
+        task=result.task,
+        threshold=result.threshold,
         created_at=utcnow(),
     )
     _write_card(model, result, result.model_dir)

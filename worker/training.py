@@ -32,7 +32,6 @@ from worker.data import LabeledSplits, hub_work_dir, load_splits
 from worker.errors import JobFailure
 from worker.hub import HubUnavailable, fetch_base_model
 from worker.lease import LeaseKeeper
-from worker.metrics import build_compute_metrics
 
 logger = logging.getLogger(__name__)
 MAX_DEFAULT_LENGTH = 512
@@ -47,10 +46,15 @@ class TrainingResult:
     metrics: dict[str, float]  # the best epoch's
     best_epoch: int | None = None
     stopped_early: bool = False
+    task: str = "single_label_classification"
+    threshold: float | None = None  # multi-label
 
 
 def load_base(
-    settings: Settings, name: str, labels: list[str], job_dir: Path | None = None
+    settings: Settings,
+    name: str,
+    labels: list[str] | dict[str, Any],
+    job_dir: Path | None = None,
 ) -> tuple[Any, Any]:
     """Tokenizer and a classification model with our label names; safetensors only.
 
@@ -71,8 +75,19 @@ def load_base(
         return _load_base_from(str(folder), name, labels)
 
 
-def _load_base_from(location: str, name: str, labels: list[str]) -> tuple[Any, Any]:
-    id2label = dict(enumerate(labels))
+def _load_base_from(
+    location: str, name: str, labels: list[str] | dict[str, Any]
+) -> tuple[Any, Any]:
+    """`labels`: the label names, or the head's keyword arguments (Task.head())."""
+    if isinstance(labels, dict):
+        head = labels
+    else:
+        id2label = dict(enumerate(labels))
+        head = {
+            "num_labels": len(labels),
+            "id2label": id2label,
+            "label2id": {label: i for i, label in id2label.items()},
+        }
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             location, trust_remote_code=False, local_files_only=True
@@ -81,9 +96,7 @@ def _load_base_from(location: str, name: str, labels: list[str]) -> tuple[Any, A
             location,
             trust_remote_code=False,
             local_files_only=True,
-            num_labels=len(labels),
-            id2label=id2label,
-            label2id={label: i for i, label in id2label.items()},
+            **head,
             use_safetensors=True,
             ignore_mismatched_sizes=True,  # a new head when the label count differs
         )
@@ -98,15 +111,15 @@ def _load_base_from(location: str, name: str, labels: list[str]) -> tuple[Any, A
 def tokenize(
     frame: pd.DataFrame,
     spec: JobSpec,
-    labels: list[str],
+    targets: list[Any],
     tokenizer: Any,
     max_length: int,
     check: Callable[[], None] = lambda: None,
 ) -> datasets.Dataset:
-    label_ids = {label: i for i, label in enumerate(labels)}
+    """Tokenized rows with their targets (label ids, scores or multi-hot rows: Task.targets)."""
     columns: dict[str, list[Any]] = {
         "text": frame[spec.text_column].astype(str).tolist(),
-        "labels": [label_ids[v] for v in frame[spec.label_column].astype(str).str.strip()],
+        "labels": targets,
     }
     if spec.text_pair_column:
         columns["text_pair"] = frame[spec.text_pair_column].astype(str).tolist()
@@ -158,21 +171,24 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
     is honoured between every stage and inside each."""
     spec, job_id = attempt.spec, attempt.job_id
     splits: LabeledSplits = load_splits(settings, attempt.tenant_id, spec, attempt.folder)
+    task = splits.task
     summary = splits.summary(spec.label_column)
     lease.write(lambda repo: repo.record_summary(attempt.fence, summary))
     lease.check()
     hp = spec.hyperparameters
     set_seed(hp.seed)  # the new classification head is initialised reproducibly
-    tokenizer, model = load_base(settings, spec.base_model, splits.labels, attempt.folder)
+    tokenizer, model = load_base(settings, spec.base_model, task.head(), attempt.folder)
     lease.check()
     max_length = hp.max_length or min(tokenizer.model_max_length, MAX_DEFAULT_LENGTH)
-    train = tokenize(splits.train, spec, splits.labels, tokenizer, max_length, lease.check)
+    train_targets = task.targets(splits.train[spec.label_column], "train")
+    validation_targets = task.targets(splits.validation[spec.label_column], "validation")
+    train = tokenize(splits.train, spec, train_targets, tokenizer, max_length, lease.check)
     validation = tokenize(
-        splits.validation, spec, splits.labels, tokenizer, max_length, lease.check
+        splits.validation, spec, validation_targets, tokenizer, max_length, lease.check
     )
 
     args = training_arguments(settings, attempt.checkpoints, spec.hyperparameters)
-    metric, greater = spec.best_metric()
+    metric, greater = spec.best_metric(task.kind)
     selection = BestEpoch(metric, greater, hp.early_stopping_patience, hp.early_stopping_threshold)
     kept = EpochWeights(lease, settings.jobs_dir)
     progress = JobProgressCallback(
@@ -185,7 +201,7 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
         eval_dataset=validation,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=build_compute_metrics(list(spec.metrics), len(splits.labels)),
+        compute_metrics=task.compute_metrics(spec.metric_names(task.kind)),
         compute_loss_func=(
             balanced_loss(summary["train_label_counts"], splits.labels)  # type: ignore[arg-type]
             if hp.class_weights == "balanced"
@@ -233,6 +249,8 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
         metrics=selection.metrics.get(best, progress.final_metrics) if best is not None else {},
         best_epoch=best,
         stopped_early=selection.stopped_early,
+        task=task.kind,
+        threshold=spec.threshold if task.kind == "multi_label_classification" else None,
     )
 
 

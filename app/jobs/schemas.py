@@ -5,8 +5,36 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SUPPORTED_METRICS = ("accuracy", "f1", "precision", "recall", "matthews_correlation")
-MetricName = Literal["accuracy", "f1", "precision", "recall", "matthews_correlation"]
+CLASSIFICATION_METRICS = ("accuracy", "f1", "precision", "recall", "matthews_correlation")
+REGRESSION_METRICS = ("pearson", "spearmanr", "mse", "mae")
+MULTI_LABEL_METRICS = ("f1_micro", "f1_macro", "subset_accuracy")
+SUPPORTED_METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS + MULTI_LABEL_METRICS
+MetricName = Literal[
+    "accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "matthews_correlation",
+    "pearson",
+    "spearmanr",
+    "mse",
+    "mae",
+    "f1_micro",
+    "f1_macro",
+    "subset_accuracy",
+]
+TaskName = Literal["single_label_classification", "regression", "multi_label_classification"]
+METRICS_OF_TASK: dict[str, tuple[str, ...]] = {
+    "single_label_classification": CLASSIFICATION_METRICS,
+    "regression": REGRESSION_METRICS,
+    "multi_label_classification": MULTI_LABEL_METRICS,
+}
+DEFAULT_METRICS: dict[str, list[str]] = {
+    "single_label_classification": ["accuracy", "f1"],
+    "regression": ["pearson", "spearmanr", "mse", "mae"],
+    "multi_label_classification": ["f1_micro", "f1_macro", "subset_accuracy"],
+}
+LOWER_IS_BETTER = ("eval_loss", "mse", "mae")
 
 
 class StrictModel(BaseModel):
@@ -98,10 +126,6 @@ class Hyperparameters(StrictModel):
     )
 
 
-def _default_metrics() -> list[MetricName]:
-    return ["accuracy", "f1"]
-
-
 class JobSpec(StrictModel):
     """What to fine-tune, on which data, how."""
 
@@ -110,24 +134,74 @@ class JobSpec(StrictModel):
     text_column: str = Field(min_length=1)
     text_pair_column: str | None = None
     label_column: str = Field(min_length=1)
+    task: TaskName | None = Field(
+        default=None,
+        description="Left out: inferred from the train split where unambiguous (numbers with "
+        "a fractional part: regression; JSON arrays, or `label_delimiter` given: multi-label; "
+        "else single-label), and recorded on the job's `data.task`.",
+    )
+    label_delimiter: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=5,
+        description='Multi-label: the separator of a label cell ("," for "4,27").',
+    )
+    threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Multi-label: a label is on at this probability."
+    )
+    label_names: dict[str, str] | None = Field(
+        default=None,
+        description='Names for label values, e.g. {"0": "not_equivalent", "1": "equivalent"}: '
+        "the model's id2label and its predictions carry them.",
+    )
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
-    metrics: list[MetricName] = Field(default_factory=_default_metrics, min_length=1)
+    metrics: list[MetricName] | None = Field(
+        default=None,
+        min_length=1,
+        description="Default: accuracy, f1 (single-label); pearson, spearmanr, mse, mae "
+        "(regression); f1_micro, f1_macro, subset_accuracy (multi-label).",
+    )
 
     @model_validator(mode="after")
-    def _best_metric_is_computed(self) -> "JobSpec":
+    def _consistent(self) -> "JobSpec":
+        if self.task is not None and self.metrics is not None:
+            wrong = [m for m in self.metrics if m not in METRICS_OF_TASK[self.task]]
+            if wrong:
+                raise ValueError(
+                    f"metrics {wrong} do not apply to {self.task}; use "
+                    f"{', '.join(METRICS_OF_TASK[self.task])}"
+                )
         name = self.hyperparameters.metric_for_best_model
-        if name is not None and name != "eval_loss" and name not in self.metrics:
+        if name is not None and name != "eval_loss" and name not in self.metric_names():
             raise ValueError(
                 f"hyperparameters.metric_for_best_model '{name}' must be eval_loss or one of "
-                f"the job's metrics ({', '.join(self.metrics)})"
+                f"the job's metrics ({', '.join(self.metric_names())})"
             )
+        if self.hyperparameters.class_weights and self.task not in (
+            None,
+            "single_label_classification",
+        ):
+            raise ValueError("class_weights applies to single_label_classification only")
         return self
 
-    def best_metric(self) -> tuple[str, bool]:
+    def metric_names(self, task: str | None = None) -> list[str]:
+        """The requested metrics, or the task's defaults."""
+        if self.metrics is not None:
+            return list(self.metrics)
+        return DEFAULT_METRICS[task or self.task or _task_of_metrics(self.metrics)]
+
+    def best_metric(self, task: str | None = None) -> tuple[str, bool]:
         """The metric that picks the best epoch, and whether greater is better."""
-        name = self.hyperparameters.metric_for_best_model or self.metrics[0]
+        name = self.hyperparameters.metric_for_best_model or self.metric_names(task)[0]
         greater = self.hyperparameters.greater_is_better
-        return name, (not name.endswith("loss")) if greater is None else greater
+        return name, (name not in LOWER_IS_BETTER) if greater is None else greater
+
+
+def _task_of_metrics(metrics: list[str] | None) -> str:
+    for task, names in METRICS_OF_TASK.items():
+        if metrics and all(m in names for m in metrics):
+            return task
+    return "single_label_classification"
 
 
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]

@@ -160,9 +160,7 @@ def _check_files(session: Session, tenant_id: str, spec: JobSpec) -> None:
             )
 
 
-def get_job(
-    session: Session, tenant_id: str, job_id: str, kind: JobKind | None = None
-) -> Job:
+def get_job(session: Session, tenant_id: str, job_id: str, kind: JobKind | None = None) -> Job:
     """The tenant's job of that kind (any kind: for the event log, shared by both)."""
     job = JobRepository(session).get_owned(tenant_id, job_id, kind)
     if job is None and kind is JobKind.batch_predict:
@@ -299,6 +297,8 @@ def register_checkpoint(
         epoch=epoch,
         base_model=job.spec["base_model"],
         labels=job_model.labels if job_model else [],
+        task=job_model.task if job_model else "single_label_classification",
+        threshold=job_model.threshold if job_model else None,
         text_pair=job.spec.get("text_pair_column") is not None,
         metrics=(
             dict(

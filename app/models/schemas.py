@@ -96,8 +96,27 @@ class PredictRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    label: str
-    scores: dict[str, float]
+    label: str = Field(description="The most likely label (regression: 'score').")
+    scores: dict[str, float] = Field(
+        description="Each label's probability (multi-label: independent sigmoids); "
+        "regression: {'score': value}."
+    )
+    score: float | None = Field(default=None, description="Regression: the predicted value.")
+    labels: list[str] | None = Field(
+        default=None, description="Multi-label: every label at or above the model's threshold."
+    )
+
+    @classmethod
+    def of(
+        cls, task: str, threshold: float | None, label: str, scores: dict[str, float]
+    ) -> "Prediction":
+        if task == "regression":
+            return cls(label=label, scores=scores, score=next(iter(scores.values())))
+        if task == "multi_label_classification":
+            cut = 0.5 if threshold is None else threshold
+            on = [name for name, p in sorted(scores.items(), key=lambda kv: -kv[1]) if p >= cut]
+            return cls(label=label, scores=scores, labels=on)
+        return cls(label=label, scores=scores)
 
 
 class PredictResponse(BaseModel):

@@ -63,9 +63,16 @@ class LoadedModel:
         return results
 
     def _forward(self, batch: Any) -> list[list[float]]:
+        """Per input: each label's probability (softmax; sigmoid for multi-label heads), or
+        the score itself for a regression head."""
         with torch.inference_mode():
-            logits = self.model(**batch).logits
-        return list(torch.softmax(logits.float(), dim=-1).tolist())
+            logits = self.model(**batch).logits.float()
+        problem = getattr(self.model.config, "problem_type", None)
+        if problem == "regression":
+            return list(logits.tolist())
+        if problem == "multi_label_classification":
+            return list(torch.sigmoid(logits).tolist())
+        return list(torch.softmax(logits, dim=-1).tolist())
 
     def _forward_sorted(self, texts: list[str], pairs: list[str] | None) -> list[list[float]]:
         encoded = self.tokenizer(texts, pairs, truncation=True)

@@ -134,7 +134,10 @@ class PredictService:
         labelled = await self.label(
             record.tenant_id, f"{record.id}:{precision}", texts, pairs, client_gone
         )
-        return [Prediction(label=label, scores=scores) for label, scores in labelled]
+        return [
+            Prediction.of(record.task, record.threshold, label, scores)
+            for label, scores in labelled
+        ]
 
 
 _RETRY = {"Retry-After": RETRY_AFTER_SECONDS}

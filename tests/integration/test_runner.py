@@ -30,6 +30,8 @@ class Result:
         self.metrics = {"accuracy": 1.0}
         self.best_epoch: int | None = 1
         self.stopped_early = False
+        self.task = "single_label_classification"
+        self.threshold: float | None = None
 
 
 def fake_model(attempt: Attempt) -> Result:

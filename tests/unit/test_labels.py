@@ -1,16 +1,19 @@
+"""Single-label classification's label names (worker/tasks.py task_for)."""
+
 import pandas as pd
 import pytest
 
-from worker.data import check_labels, label_names
+from tests.unit.test_tasks import frame, spec
 from worker.errors import JobFailure
+from worker.tasks import task_for
 
 
 def test_integer_labels_sort_numerically() -> None:
-    assert label_names(pd.Series(["10", "2", "1", "2"]), 100) == ["1", "2", "10"]
+    assert task_for(spec(), frame(["10", "2", "1", "2"]), 100).labels == ["1", "2", "10"]
 
 
 def test_text_labels_sort_alphabetically() -> None:
-    assert label_names(pd.Series(["pos", "neg", "pos"]), 100) == ["neg", "pos"]
+    assert task_for(spec(), frame(["pos", "neg", "pos"]), 100).labels == ["neg", "pos"]
 
 
 @pytest.mark.parametrize(
@@ -23,10 +26,11 @@ def test_text_labels_sort_alphabetically() -> None:
 )
 def test_unusable_labels(values: list[str], message: str) -> None:
     with pytest.raises(JobFailure, match=message) as info:
-        label_names(pd.Series(values), 10)
+        task_for(spec(), frame(values), 10)
     assert info.value.code == "invalid_labels"
 
 
 def test_validation_labels_must_be_known() -> None:
+    task = task_for(spec(), frame(["a", "b"]), 10)
     with pytest.raises(JobFailure, match="lacks"):
-        check_labels(pd.Series(["a", "c"]), ["a", "b"])
+        task.targets(pd.Series(["a", "c"]), "validation")
