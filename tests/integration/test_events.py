@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from app.core.db import session_scope
 from app.jobs.repository import JobRepository
+from app.jobs.states import JobStatus, RetryReason
 from app.main import create_app
 from tests.support.auth import issue_test_key
 from tests.support.rows import epoch_metric, model_row
@@ -44,16 +45,19 @@ def run_like_a_worker(job_id: str) -> None:
     """The repository calls a worker makes: claim, an epoch's metrics, release, claim, finish."""
     with session_scope() as session:
         repo = JobRepository(session)
-        assert repo.claim(job_id, "w1", 60)
-        repo.add_metric_once(epoch_metric(job_id))
-        assert repo.release(job_id, "w1", "worker_shutdown", "The worker stopped.")
-        assert repo.claim(job_id, "w2", 60)
-        repo.add_metric_once(  # the resumed run evaluates epoch 1 again: no second event
-            epoch_metric(job_id)
-        )
+        first = repo.claim(job_id, "w1", 60)
+        assert first is not None
+        repo.add_metric_once(first, epoch_metric(job_id))
+        shutdown = RetryReason.worker_shutdown
+        assert repo.give_back(first, shutdown, "The worker stopped.", 3) is JobStatus.queued
+        second = repo.claim(job_id, "w2", 60)
+        assert second is not None
+        # the resumed run evaluates epoch 1 again: no second event
+        repo.add_metric_once(second, epoch_metric(job_id))
         job = repo.get(job_id)
         assert job is not None
-        assert repo.finish_succeeded(job_id, "w2", model_row(job.tenant_id, job_id))
+        model = model_row(job.tenant_id, job_id)
+        assert repo.succeed(second, model) is JobStatus.succeeded
 
 
 def test_each_change_of_state_is_an_event_in_order(client: TestClient) -> None:
