@@ -46,7 +46,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.loglevel.lower())
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        log_level=args.loglevel.lower(),
+        timeout_graceful_shutdown=10,  # open event streams must not hold a shutdown
+    )
     return 0
 
 
@@ -96,7 +102,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda _signum, _frame: None)
     try:
-        uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.loglevel.lower())
+        uvicorn.run(
+            "app.main:app",
+            host=args.host,
+            port=args.port,
+            log_level=args.loglevel.lower(),
+            timeout_graceful_shutdown=10,  # open event streams must not hold a shutdown
+        )
     finally:
         stopping.set()
         process = holder.get("worker")

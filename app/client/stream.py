@@ -63,10 +63,18 @@ def follow_events(
                 yield event
                 if event.terminal:
                     return
-            reason = "the stream ended early"
+            # The server ends long streams (and drops clients that fall behind): reconnect
+            # without counting it as a failure.
+            if on_reconnect is not None:
+                on_reconnect(last_seq, "the stream ended before the job's final event")
+            (sleep or time.sleep)(0.2)
+            continue
         except ConnectionFailed as exc:
             reason = str(exc)
         except ApiErrorResponse as exc:
+            if exc.status_code == 429:  # over the tenant's streams: wait as told
+                (sleep or time.sleep)(_retry_after(exc))
+                continue
             if exc.status_code < 500:
                 raise
             reason = str(exc)
@@ -76,3 +84,11 @@ def follow_events(
         if on_reconnect is not None:
             on_reconnect(last_seq, reason)
         (sleep or time.sleep)(min(0.5 * 2 ** (failures - 1), 5.0))
+
+
+def _retry_after(exc: ApiErrorResponse) -> float:
+    value = (getattr(exc, "headers", None) or {}).get("retry-after", "5")
+    try:
+        return min(max(float(value), 0.5), 60.0)
+    except ValueError:
+        return 5.0

@@ -57,7 +57,7 @@ _DESCRIPTIONS = {
     413: "Request, file or batch over a configured limit",
     415: "Unsupported file format",
     422: "Invalid request",
-    429: "Too many queued jobs for this tenant",
+    429: "Over a limit of this tenant (queued jobs, open streams, predict queue); retry after Retry-After",
     503: "Database unavailable; retry",
 }
 

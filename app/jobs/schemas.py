@@ -232,10 +232,14 @@ class JobRead(BaseModel):
     error: JobError | None
     model_id: str | None
     best_epoch: int | None = Field(
-        description="The epoch whose weights the model has (best by the chosen metric)."
+        default=None,
+        description="The epoch whose weights the model has (best by the chosen metric).",
     )
-    stopped_early: bool = Field(description="Early stopping ended training before its end.")
+    stopped_early: bool = Field(
+        default=False, description="Early stopping ended training before its end."
+    )
     data: dict[str, Any] | None = Field(
+        default=None,
         description="What the worker loaded: rows per split, labels, and where validation "
         "came from (a file, or rows held out of the train file)."
     )

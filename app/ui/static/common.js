@@ -44,7 +44,10 @@ async function api(path, options = {}) {
 }
 
 // Server-Sent Events over fetch, so that the Authorization header can be sent (EventSource
-// cannot). Reconnects with Last-Event-ID; resolves when the server ends the stream.
+// cannot). Reconnects with Last-Event-ID when the stream drops or ends early (the server ends
+// long streams, and drops clients that fall behind); resolves after the job's final event.
+const FINAL_EVENTS = ["succeeded", "failed", "cancelled"];
+
 async function followEvents(path, onEvent) {
   let lastId = null;
   for (let attempt = 0; attempt < 100; attempt++) {
@@ -57,7 +60,7 @@ async function followEvents(path, onEvent) {
       let buffer = "";
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) return;
+        if (done) break;  // ended before the final event: reconnect
         buffer += value;
         let end;
         while ((end = buffer.indexOf("\n\n")) >= 0) {
@@ -73,13 +76,16 @@ async function followEvents(path, onEvent) {
           }
           if (!fields.data.length) continue;
           if (fields.id !== undefined) lastId = fields.id;
-          onEvent(JSON.parse(fields.data.join("\n")));
+          const event = JSON.parse(fields.data.join("\n"));
+          onEvent(event);
+          if (FINAL_EVENTS.includes(event.type)) return;
+          attempt = 0;
         }
       }
     } catch (error) {
       if (error instanceof ApiError) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 1000));
     }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
 
