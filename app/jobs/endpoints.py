@@ -3,7 +3,7 @@
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.auth.deps import PrincipalDep, get_principal
@@ -93,7 +93,12 @@ def list_checkpoints(session: SessionDep, job: OwnedJobDep) -> CheckpointList:
 
 @router.post("/{job_id}/checkpoints/{epoch}/model", status_code=201, response_model=ModelRead)
 def register_checkpoint(
-    session: SessionDep, settings: SettingsDep, job: OwnedJobDep, epoch: int, response: Response
+    session: SessionDep,
+    settings: SettingsDep,
+    job: OwnedJobDep,
+    # Bounded: a larger number reached the database, which cannot hold it (a 500).
+    epoch: Annotated[int, Path(ge=1, le=2**31 - 1, description="The epoch, from 1")],
+    response: Response,
 ) -> ModelRead:
     """Register a kept epoch as a model (predict, download, fine-tune further). The same epoch
     again answers 200 with the same model."""

@@ -21,6 +21,7 @@ import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import Flaky
 from schemathesis import Case, GenerationMode
 from schemathesis.core.transport import Response
 from schemathesis.python.asgi import shutdown_lifespans
@@ -79,6 +80,7 @@ class Workflow(schema.as_state_machine()):  # type: ignore[misc]
     key: ClassVar[str] = ""
     reset: ClassVar[Callable[[], str]] = staticmethod(lambda: "")
     answers: ClassVar[Counter[tuple[str, int]]] = Counter()  # (operation, status): calls
+    failures: ClassVar[list[str]] = []  # each failed check, with a curl command
 
     def setup(self) -> None:
         """Every scenario starts from the same state: Hypothesis replays and shrinks scenarios,
@@ -124,9 +126,13 @@ class Workflow(schema.as_state_machine()):  # type: ignore[misc]
     def validate_response(
         self, response: Response, case: Case, additional_checks: Any = None, **kwargs: Any
     ) -> None:
-        case.validate_response(
-            response, checks=CHECKS, headers=kwargs.get("headers"), transport_kwargs=kwargs
-        )
+        try:
+            case.validate_response(
+                response, checks=CHECKS, headers=kwargs.get("headers"), transport_kwargs=kwargs
+            )
+        except Exception as exc:
+            type(self).failures.append(f"{exc}\n{case.as_curl_command()}")
+            raise
 
 
 def test_stateful_sequences_match_the_schema(
@@ -160,6 +166,7 @@ def test_stateful_sequences_match_the_schema(
     Workflow.reset = staticmethod(reset)
     Workflow.key = key
     Workflow.answers = Counter()
+    Workflow.failures = []
     try:
         Workflow.run(
             settings=settings(
@@ -170,6 +177,12 @@ def test_stateful_sequences_match_the_schema(
                 suppress_health_check=list(HealthCheck),
             )
         )
+    except Flaky as exc:
+        # A replay of a failing scenario may take another path (Schemathesis decides whether
+        # to follow each link with a random generator of its own): report the failure itself.
+        if Workflow.failures:
+            pytest.fail("\n\n".join(Workflow.failures[:3]), pytrace=False)
+        raise exc
     finally:
         shutdown_lifespans()  # this test's app: its threads use this test's data dir
         calls = Workflow.answers.total()
