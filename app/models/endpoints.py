@@ -6,12 +6,25 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app.auth.deps import PrincipalDep, get_principal
+from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import V1_ERRORS, ApiError, NotFound
 from app.core.precision import serving_precision
+from app.models.hf_inference import (
+    HfLabelScore,
+    HfTextClassificationRequest,
+    check_function,
+    ranked,
+)
 from app.models.repository import ModelRepository
-from app.models.schemas import ModelList, ModelRead, PredictRequest, PredictResponse
+from app.models.schemas import (
+    ModelList,
+    ModelRead,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+)
 from app.models.service import model_read
 from app.predict.service import PredictService
 from app.tables import TrainedModel
@@ -100,19 +113,57 @@ async def predict(
     """Label each input; the answer has the predicted label and every label's probability.
     Concurrent requests for one model are labelled together, in shared forward passes; a
     model's full queue is answered 429 (the process's 503) with Retry-After."""
+    _check_size(settings, request)
+    record = await _find_model(principal.tenant_id, model_id)
+    precision = serving_precision(request.precision or settings.predict_precision)
+    predictions = await _predict(settings, record, request, precision, http_request, service)
+    return PredictResponse(model_id=model_id, precision=precision, predictions=predictions)
+
+
+@router.post("/{model_id}/hf-inference", response_model=list[list[HfLabelScore]])
+async def hf_text_classification(
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    model_id: str,
+    request: HfTextClassificationRequest,
+    http_request: Request,
+    service: Annotated[PredictService, Depends(get_predict_service)],
+) -> list[list[HfLabelScore]]:
+    """The predict route in Hugging Face's text-classification format, for
+    `InferenceClient(base_url=<this URL>, api_key=KEY).text_classification(text, top_k=2)`:
+    per input, `[{"label", "score"}, ...]` highest first. Same queues and limits as predict."""
+    predict_request = request.predict_request()
+    _check_size(settings, predict_request)
+    record = await _find_model(principal.tenant_id, model_id)
+    check_function(record.task, request.parameters.function_to_apply)
+    precision = serving_precision(settings.predict_precision)
+    predictions = await _predict(
+        settings, record, predict_request, precision, http_request, service
+    )
+    return ranked(predictions, request.parameters.top_k)
+
+
+def _check_size(settings: Settings, request: PredictRequest) -> None:
     if len(request.inputs) > settings.max_predict_inputs:
         raise ApiError(
             413,
             "too_many_inputs",
             f"At most {settings.max_predict_inputs} inputs per request; send smaller batches.",
         )
-    record = await _find_model(principal.tenant_id, model_id)
-    precision = serving_precision(request.precision or settings.predict_precision)
-    predictions = await service.predict(
+
+
+async def _predict(
+    settings: Settings,
+    record: TrainedModel,
+    request: PredictRequest,
+    precision: str,
+    http_request: Request,
+    service: PredictService,
+) -> list[Prediction]:
+    return await service.predict(
         record,
         request,
         settings.max_predict_text_chars,
         precision,
         client_gone=lambda: _client_gone(http_request),
     )
-    return PredictResponse(model_id=model_id, precision=precision, predictions=predictions)

@@ -19,7 +19,7 @@ from app.auth.service import hash_secret
 from app.core.errors import ApiError, error_body
 
 PREDICT_ROUTE = "/v1/models/{model_id}/predict"
-PREDICT_PATH = re.compile(r"/v1/models/([^/]+)/predict/?")
+PREDICT_PATH = re.compile(r"/v1/models/([^/]+)/(?:predict|hf-inference)/?")
 
 
 class PredictAdmissionMiddleware:

@@ -23,7 +23,7 @@ from tests.support.specs import tiny_spec
 
 
 def register_model(
-    database_url: str, models_dir: Path, tenant: str, folder: Path
+    database_url: str, models_dir: Path, tenant: str, folder: Path, text_pair: bool = False
 ) -> tuple[str, str]:
     """A key of `tenant` and a trained-model row of it whose folder is a copy of `folder`, as
     the worker would leave them; returns (model id, key)."""
@@ -37,7 +37,7 @@ def register_model(
             job.spec = tiny_spec("file_train", "file_validation")  # readable by GET /v1/jobs
             session.add(job)
             session.flush()
-            model = model_row(owner.id, job.id)
+            model = model_row(owner.id, job.id, text_pair=text_pair)
             session.add(model)
             model_id = model.id
             shutil.copytree(folder, models_dir / model_id)
