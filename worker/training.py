@@ -26,6 +26,8 @@ from app.core.redact import public_message
 from app.jobs.schemas import Hyperparameters, JobSpec
 from app.models.files import link_model_files
 from app.models.locator import InvalidModelName, locate_base_model
+from app.storage import get_storage
+from app.storage.keys import model_prefix
 from worker.attempt import Attempt
 from worker.callbacks import BestEpoch, EpochWeights, JobProgressCallback
 from worker.data import LabeledSplits, hub_work_dir, load_splits
@@ -65,6 +67,14 @@ def load_base(
         ref = locate_base_model(settings, name)
     except InvalidModelName as exc:
         raise JobFailure("invalid_base_model", str(exc)) from exc
+    if ref.kind == "trained":  # a model of ours: through the storage, as predict reads it
+        try:
+            with get_storage(settings).local_dir(model_prefix(name)) as folder:
+                return _load_base_from(str(folder), name, labels)
+        except FileNotFoundError:
+            raise JobFailure(
+                "base_model_unavailable", f"The model '{name}' no longer exists."
+            ) from None
     if ref.kind != "hub":
         return _load_base_from(ref.location, name, labels)
     with hub_work_dir(settings, job_dir, "hub-model") as work:

@@ -328,3 +328,19 @@ def test_the_storage_quota_refuses_uploads_and_new_jobs(
         client.post("/v1/jobs", json=tiny_spec(train, train)), 403, "storage_quota_exceeded"
     )
     assert client.get("/v1/usage").json()["limit_bytes"] == used
+
+
+def test_the_worker_loads_a_trained_base_model_through_the_storage(
+    client: TestClient, tiny_model_dir: Path
+) -> None:
+    from worker.errors import JobFailure
+    from worker.training import load_base
+
+    train = upload_rows(client, sentiment_rows(10))
+    _, model_id = add_succeeded_job(tiny_model_dir, train)
+    tokenizer, model = load_base(get_settings(), model_id, LABELS)
+    assert model.config.id2label == dict(enumerate(LABELS))
+    assert client.delete(f"/v1/models/{model_id}").status_code == 204
+    with pytest.raises(JobFailure) as failure:
+        load_base(get_settings(), model_id, LABELS)
+    assert failure.value.code == "base_model_unavailable"
