@@ -7,6 +7,7 @@ import csv
 import itertools
 import json
 import logging
+import math
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from app.core.config import Settings
 from app.core.db import session_scope
 from app.files.parsing import iter_records
 from app.files.repository import FileRepository
+from app.jobs.schemas import METRICS_OF_TASK
 from app.models.repository import ModelRepository
 from app.predict.loaded_model import LoadedModel
 from app.storage import get_storage
@@ -25,6 +27,7 @@ from app.storage.keys import file_key, model_prefix
 from worker.errors import JobFailure
 from worker.lease import LeaseKeeper
 from worker.metrics import build_scorer
+from worker.tasks import MULTI, REGRESSION, SINGLE, split_labels
 
 logger = logging.getLogger(__name__)
 CHUNK_ROWS = 256  # rows labelled together (sorted by length, run in slices of 16)
@@ -47,16 +50,18 @@ class BatchResult:
     result: dict[str, Any]
 
 
-def output_columns(columns: list[str], labels: list[str]) -> tuple[str, list[str]]:
-    """The predicted label's column and one score column per label, after the input's
-    columns (renamed with a trailing underscore where a name is taken)."""
+def output_columns(
+    columns: list[str], labels: list[str], predicted: str = "predicted_label"
+) -> tuple[str, list[str]]:
+    """The prediction's column and one score column per label, after the input's columns
+    (renamed with a trailing underscore where a name is taken)."""
 
     def free(name: str) -> str:
         while name in columns:
             name += "_"
         return name
 
-    label_column = free("predicted_label")
+    label_column = free(predicted)
     return label_column, [free(f"score_{label}") for label in labels]
 
 
@@ -104,12 +109,24 @@ def run_batch(settings: Settings, attempt: BatchAttempt, lease: LeaseKeeper) -> 
         loaded = LoadedModel.load(folder, spec.precision)
     lease.check()
     labels = loaded.labels
+    kind = model.task
     label_ids = {label: i for i, label in enumerate(labels)}
-    predicted_column, score_columns = output_columns(record.columns, labels)
+    predicted_column, score_columns = output_columns(
+        record.columns,
+        labels,
+        "predicted_score"
+        if kind == REGRESSION
+        else ("predicted_labels" if kind == MULTI else "predicted_label"),
+    )
+    if kind == REGRESSION:
+        score_columns = []  # the prediction is the score
     columns = [*record.columns, predicted_column, *score_columns]
-    truth, guesses = array("i"), array("i")
+    # Single-label references and guesses as compact int arrays: 8 bytes a row.
+    truth: Any = array("i") if kind == SINGLE else []
+    guesses: Any = array("i") if kind == SINGLE else []
     unknown = 0
     rows = 0
+    threshold = model.threshold if model.threshold is not None else 0.5
     lease.progress.total_steps = record.row_count
     staged = attempt.folder / f"output.{record.format}"
     with (
@@ -128,24 +145,38 @@ def run_batch(settings: Settings, attempt: BatchAttempt, lease: LeaseKeeper) -> 
                 else None
             )
             for row, (label, scores) in zip(chunk, loaded.predict(texts, pairs), strict=True):
+                if kind == REGRESSION:
+                    predicted: Any = scores[labels[0]]
+                    shown = repr(predicted)
+                elif kind == MULTI:
+                    predicted = [scores[name] >= threshold for name in labels]
+                    on = [name for name, hit in zip(labels, predicted, strict=True) if hit]
+                    shown = json.dumps(on) if record.format == "jsonl" else ",".join(on)
+                else:
+                    predicted = label_ids[label]
+                    shown = label
                 writer.write(
                     [row.get(name, "") for name in record.columns]
-                    + [label]
-                    + [repr(scores[name]) for name in labels]
+                    + [shown]
+                    + [repr(scores[name]) for name in labels if score_columns]
                 )
-                if spec.label_column is not None:
-                    known = label_ids.get(row.get(spec.label_column, "").strip())
-                    if known is None:
-                        unknown += 1
-                    else:
-                        truth.append(known)
-                        guesses.append(label_ids[label])
+                if spec.label_column is None:
+                    continue
+                reference = _reference(kind, row.get(spec.label_column, ""), label_ids)
+                if reference is None:
+                    unknown += 1
+                else:
+                    truth.append(reference)
+                    guesses.append(predicted)
             rows += len(chunk)
             lease.progress.step = rows
             lease.progress.epoch = rows / max(record.row_count, 1)
-    result: dict[str, Any] = {"rows": rows, "precision": spec.precision}
+    result: dict[str, Any] = {"rows": rows, "precision": spec.precision, "task": kind}
     if spec.label_column is not None:
-        result.update(evaluation(spec.metrics, labels, list(truth), list(guesses)))
+        if kind == SINGLE:
+            result.update(evaluation(spec.metrics, labels, list(truth), list(guesses)))
+        else:
+            result.update(other_evaluation(kind, spec.metrics, labels, truth, guesses))
         result["rows_with_unknown_labels"] = unknown
     stem = Path(record.filename).stem or record.id
     return BatchResult(
@@ -186,5 +217,50 @@ def evaluation(
         "confusion_matrix": {
             "labels": labels,
             "matrix": confusion_matrix(truth, guesses, labels=ids).tolist(),
+        },
+    }
+
+
+def _reference(kind: str, cell: str, label_ids: dict[str, int]) -> Any:
+    """A row's true label in the prediction's form; None when it cannot be read."""
+    cell = cell.strip()
+    if kind == REGRESSION:
+        try:
+            value = float(cell)
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
+    if kind == MULTI:
+        names = split_labels(cell, ",")
+        if any(name not in label_ids for name in names):
+            return None
+        return [name in names for name in label_ids]
+    return label_ids.get(cell)
+
+
+def other_evaluation(
+    kind: str, metrics: list[str], labels: list[str], truth: list[Any], guesses: list[Any]
+) -> dict[str, Any]:
+    """Regression's or multi-label's metrics on the rows with a readable label."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    if not truth:
+        return {"evaluated_rows": 0}
+    names = [m for m in metrics if m in METRICS_OF_TASK[kind]] or list(METRICS_OF_TASK[kind])
+    score = build_scorer(names, len(labels))
+    if kind == REGRESSION:
+        return {
+            "evaluated_rows": len(truth),
+            "metrics": score(np.asarray(guesses, float), np.asarray(truth, float)),
+        }
+    predicted, reference = np.asarray(guesses, int), np.asarray(truth, int)
+    per_label = f1_score(reference, predicted, average=None, zero_division=0)
+    return {
+        "evaluated_rows": len(truth),
+        "metrics": score(predicted, reference),
+        "per_label": {
+            label: {"f1": float(f1), "support": int(reference[:, i].sum())}
+            for i, (label, f1) in enumerate(zip(labels, per_label, strict=True))
         },
     }

@@ -15,7 +15,7 @@ from app.core.config import Settings
 from app.core.errors import ApiError
 from app.files.repository import FileRepository
 from app.jobs.repository import JobRepository, decode_cursor, encode_cursor
-from app.jobs.schemas import JobError
+from app.jobs.schemas import DEFAULT_METRICS, JobError
 from app.jobs.service import check_queued_limit
 from app.jobs.states import JobKind, JobStatus
 from app.queue import enqueue_after_commit
@@ -67,7 +67,7 @@ def create_batch(
         text_pair_column=pair,
         label_column=label,
         precision=body.precision,
-        metrics=list(training.get("metrics") or ["accuracy"]),
+        metrics=_metrics_of(training, model.task),
     )
     TenantRepository(session).lock(tenant_id)
     check_queued_limit(session, settings, tenant_id)
@@ -132,3 +132,11 @@ def to_read(job: Job) -> BatchPredictionRead:
         output_file_id=job.output_file_id,
         result=job.result,
     )
+
+
+def _metrics_of(training: dict[str, object], task: str) -> list[str]:
+    """The metrics the model was trained with (its task's defaults when none were named)."""
+    named = training.get("metrics")
+    if isinstance(named, list) and named:
+        return [str(name) for name in named]
+    return list(DEFAULT_METRICS.get(task, ["accuracy"]))

@@ -1,6 +1,7 @@
 """End to end, in both run modes: regression and multi-label jobs (the task inferred from the
 data and recorded), their metrics, and predict's answers; label names on a classifier."""
 
+import json
 import random
 from typing import Any
 
@@ -34,6 +35,24 @@ def tagged_rows(count: int, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+def run_batch(service: Service, model_id: str, file_id: str) -> dict[str, Any]:
+    from tests.e2e.test_batch_predictions import wait_batch
+
+    with service.client() as client:
+        created = client.post(f"/v1/models/{model_id}/batch-predictions", json={"file_id": file_id})
+        assert created.status_code == 201, created.text
+    batch = wait_batch(service, created.json()["id"])
+    assert batch["status"] == "succeeded", service.logs()
+    return batch
+
+
+def read_output(service: Service, batch: dict[str, Any], fmt: str) -> list[dict[str, Any]]:
+    with service.client() as client:
+        content = client.get(f"/v1/files/{batch['output_file_id']}/content")
+        assert content.status_code == 200, content.text
+    return [json.loads(line) for line in content.text.splitlines() if line.strip()]
+
+
 def train(service: Service, spec: dict[str, Any]) -> dict[str, Any]:
     job = service.wait_for(service.create_job(spec)["id"])
     assert job["status"] == "succeeded", service.logs()
@@ -61,6 +80,13 @@ def test_regression_is_inferred_and_predicts_scores(service: Service) -> None:  
     assert isinstance(prediction["score"], float)
     assert prediction["scores"] == {"score": prediction["score"]}
 
+    batch = run_batch(service, job["model_id"], service.upload(scored_rows(20, 3)))
+    assert {"mse", "mae"} <= set(batch["result"]["metrics"])
+    assert batch["result"]["evaluated_rows"] == 20
+    output = read_output(service, batch, "jsonl")
+    assert set(output[0]) == {"sentence", "score", "predicted_score"}
+    assert isinstance(float(output[0]["predicted_score"]), float)
+
 
 def test_multi_label_from_json_arrays(service: Service) -> None:  # noqa: F811
     train_id = service.upload(tagged_rows(160, 0), "train.jsonl")
@@ -85,6 +111,13 @@ def test_multi_label_from_json_arrays(service: Service) -> None:  # noqa: F811
         for label, p in sorted(prediction["scores"].items(), key=lambda kv: -kv[1])
         if p >= 0.4
     ]
+
+    batch = run_batch(service, model["id"], service.upload(tagged_rows(21, 3), "eval.jsonl"))
+    assert {"f1_micro", "f1_macro", "subset_accuracy"} <= set(batch["result"]["metrics"])
+    assert batch["result"]["evaluated_rows"] == 21
+    assert set(batch["result"]["per_label"]) == {"long", "neg", "pos"}
+    output = read_output(service, batch, "jsonl")
+    assert all(isinstance(row["predicted_labels"], str) for row in output)
 
 
 def test_label_names_name_predictions(service: Service) -> None:  # noqa: F811
