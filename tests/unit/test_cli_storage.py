@@ -29,6 +29,7 @@ def server(request: httpx.Request) -> httpx.Response:
                 "size_bytes": 4,
                 "row_count": 1,
                 "columns": ["a"],
+                "header": True,
                 "created_at": NOW,
             },
         )
