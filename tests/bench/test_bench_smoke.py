@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_service
+from tests.conftest import SHARED_DATA, require_service
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
@@ -32,6 +32,9 @@ SMOKED = {
     "train_speed.py",
     "upload_parse.py",
     "hostile_tenant.py",
+    "batch_predict.py",
+    "class_weights.py",
+    "stream_watchers.py",
 }
 
 
@@ -175,3 +178,29 @@ def test_hostile_tenant(tmp_path: Path) -> None:
     run("hostile_tenant.py", "--seconds", "2", "--flooders", "1", "--hang-ups-per-second", "2",
         "--streams", "5", "--upload-mib", "2", "--chars", "100", "--out", str(tmp_path))  # fmt: skip
     assert (tmp_path / "hostile-tenant.json").is_file()
+
+
+def require_shared(path: str) -> None:
+    if not (SHARED_DATA / path).is_file():
+        pytest.skip(f"../shared/data/{path} is absent")
+
+
+@pytest.mark.slow
+def test_batch_predict(tmp_path: Path) -> None:
+    require_shared("glue/MRPC/dev.tsv")
+    run("batch_predict.py", "--rows", "32", "--memory-rows", "500", "--out", str(tmp_path))
+    assert (tmp_path / "batch-predict.json").is_file()
+
+
+@pytest.mark.slow
+def test_class_weights(tmp_path: Path) -> None:
+    require_shared("glue/SST-2/train.tsv")
+    run("class_weights.py", "--train-rows", "40", "--positives", "0.25", "--epochs", "1",
+        "--dev-rows", "32", "--out", str(tmp_path), timeout=600)  # fmt: skip
+    assert (tmp_path / "class-weights.json").is_file()
+
+
+@pytest.mark.e2e
+def test_stream_watchers() -> None:
+    result = run("stream_watchers.py", "--streams", "3", "--seconds", "1")
+    assert "'streams': 3" in result.stdout
