@@ -21,7 +21,7 @@ def parse_position(value: str | None, what: str) -> int:
     """A cursor or Last-Event-ID is the `seq` of the last event seen."""
     if value is None or value == "":
         return 0
-    if not value.isdigit() or len(value) > 12:
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
         raise ApiError(400, "invalid_cursor", f"The {what} must be an event's seq, like '12'.")
     return int(value)
 

@@ -91,8 +91,11 @@ def test_pages_with_a_cursor(client: TestClient) -> None:
         if cursor is None:
             break
     assert seen == [1, 2, 3, 4, 5, 6]
-    bad = client.get(f"/v1/jobs/{job_id}/events", params={"cursor": "x"})
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
+    for forged in ("x", "²", "١٢"):  # non-ASCII digits passed isdigit() and failed int(): 500
+        bad = client.get(f"/v1/jobs/{job_id}/events", params={"cursor": forged})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
+    stream = client.get(f"/v1/jobs/{job_id}/events/stream", params={"after": "²"})
+    assert stream.status_code == 400
 
 
 def test_stream_replays_from_last_event_id_and_ends_with_the_job(client: TestClient) -> None:
