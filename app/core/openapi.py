@@ -27,6 +27,7 @@ class Link:
     parameters: dict[str, str] = field(default_factory=dict)
     request_body: dict[str, Any] | str | None = None
     description: str = ""
+    extensions: dict[str, Any] = field(default_factory=dict)  # x-… keys
 
 
 def _to_file(method: str, path: str, status: str, expression: str) -> list[Link]:
@@ -139,6 +140,9 @@ LINKS: list[Link] = [
         {"header.idempotency-key": "$request.header.idempotency-key"},
         request_body="$request.body",
         description="The same request again (a retry): with its Idempotency-Key, the same job.",
+        # The body replaces the generated one, as the OpenAPI spec means (Schemathesis merges
+        # a link's body field by field unless told so).
+        extensions={"x-schemathesis": {"merge_body": False}},
     ),
     *_to_job("post", "/v1/jobs", "200", ID),  # an Idempotency-Key replay: the same job
     *_to_job("get", "/v1/jobs", "200", FIRST_ID),
@@ -191,6 +195,7 @@ def add_links(schema: dict[str, Any], links: list[Link] = LINKS) -> list[Link]:
             definition["requestBody"] = link.request_body
         if link.description:
             definition["description"] = link.description
+        definition.update(link.extensions)
         answer.setdefault("links", {})[link.name] = definition
     return missing
 

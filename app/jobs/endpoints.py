@@ -31,7 +31,12 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=201, response_model=JobRead)
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobRead,
+    responses={200: {"model": JobRead, "description": "A replay: the Idempotency-Key's job"}},
+)
 def create_job(
     spec: JobSpec,
     session: SessionDep,
@@ -91,7 +96,12 @@ def list_checkpoints(session: SessionDep, job: OwnedJobDep) -> CheckpointList:
     return service.list_checkpoints(session, job)
 
 
-@router.post("/{job_id}/checkpoints/{epoch}/model", status_code=201, response_model=ModelRead)
+@router.post(
+    "/{job_id}/checkpoints/{epoch}/model",
+    status_code=201,
+    response_model=ModelRead,
+    responses={200: {"model": ModelRead, "description": "The model registered before"}},
+)
 def register_checkpoint(
     session: SessionDep,
     settings: SettingsDep,
