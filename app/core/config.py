@@ -74,11 +74,6 @@ class Settings(BaseSettings):
     # holds one line at a time, so these bound its memory whatever the file's size.
     max_upload_columns: int = 1000
     max_upload_line_chars: int = 1024 * 1024
-    # Columns of an uploaded file, and characters of one line of it (also of a quoted CSV record
-    # over several lines, and of a JSON Lines file's column names together): the upload check
-    # holds one line at a time, so these bound its memory whatever the file's size.
-    max_upload_columns: int = 1000
-    max_upload_line_chars: int = 1024 * 1024
     max_labels: int = 100
     max_epochs: int = 50
     max_batch_size: int = 256
