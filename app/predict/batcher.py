@@ -1,6 +1,6 @@
 """Dynamic micro-batching on one forward thread, shared fairly between tenants.
 
-Requests queue per model and precision (key "model_id:precision"). The forward thread is the
+Requests queue per tenant, model and precision (key "model_id:precision"). The forward thread is the
 scheduler: whenever it is free it takes the next queue in turn (round-robin over tenants, the
 tenant of the last pass after any other that waits; then over each tenant's queues) and runs one forward pass over up to `max_batch` of that queue's
 waiting inputs (and of at most `max_batch_chars` characters: long inputs make smaller passes,
@@ -132,7 +132,8 @@ class Batcher:
         self.max_queued = max(1, max_queued)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._queues: dict[str, _Queue] = {}
+        # One queue per (tenant, key): a tenant's turn and bound never hold another's inputs.
+        self._queues: dict[tuple[str, str], _Queue] = {}
         # Queues with waiting inputs, in turn order: tenant -> its models' keys.
         self._turns: OrderedDict[str, OrderedDict[str, None]] = OrderedDict()
         self._queued = 0
@@ -219,9 +220,9 @@ class Batcher:
             refusal = self.refusal(tenant, key.partition(":")[0])
             if refusal is not None:
                 raise refusal
-            queue = self._queues.get(key)
+            queue = self._queues.get((tenant, key))
             if queue is None:
-                queue = self._queues[key] = _Queue(key, tenant)
+                queue = self._queues[tenant, key] = _Queue(key, tenant)
             queue.requests.append(request)
             request.queue = queue
             if not queue.waiting:
@@ -269,7 +270,8 @@ class Batcher:
 
     def _next_pass(self) -> tuple[_Queue, list[_Part]] | None:
         """Wait for work; the next queue in turn and the slices of its next pass. None to stop;
-        a call to run first is left in `_calls`."""
+        a call to run first is left in `_calls`. The loop only goes round without waiting after
+        taking a queue out of `_turns`, so it never spins."""
         with self._lock:
             while True:
                 if self._closed:
@@ -288,7 +290,7 @@ class Batcher:
                 key = next(iter(keys))
                 self._turns.move_to_end(tenant)  # the next pass is another tenant's, if any
                 keys.move_to_end(key)
-                queue = self._queues[key]
+                queue = self._queues[tenant, key]
                 parts, chars = self._take(queue, self.max_batch, self.max_batch_chars, True)
                 size = sum(end - start for _, start, end in parts)
                 if queue.last_pass_requests > 1 and self.max_wait:
@@ -308,6 +310,8 @@ class Batcher:
                         parts += more
                         size += sum(end - start for _, start, end in more)
                         chars += more_chars
+                if not parts and queue.waiting:  # not expected: only dropped inputs were left
+                    self._count(queue, -queue.waiting)
                 if not queue.waiting:
                     self._leave_turns(queue)
                 self._prune(queue)

@@ -1,7 +1,9 @@
 """The predict service's state: no hang on eviction, bounded queues, gone clients, fairness."""
 
 import asyncio
+import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -176,3 +178,102 @@ def test_a_lone_request_of_another_tenant_is_not_queued_behind_a_flood() -> None
     assert len(passes) == 1 + 8 * 256 // 64 + 1
     # B's pass comes after at most one of A's (after the held pass), not after all 32.
     assert passes.index(("b:fp32", ["b"])) <= 2
+
+
+def parked(service: PredictService) -> bool:
+    """Whether the forward thread is blocked in a condition wait (not spinning), sampled a few
+    times."""
+    thread = service.batcher._thread
+    assert thread.ident is not None and thread.is_alive()
+    for _ in range(20):
+        frame = sys._current_frames().get(thread.ident)
+        names = []
+        while frame is not None:
+            names.append((frame.f_code.co_name, frame.f_code.co_filename))
+            frame = frame.f_back
+        if not any(name == "wait" and file == threading.__file__ for name, file in names):
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def closed_promptly(service: PredictService) -> bool:
+    closer = threading.Thread(target=service.close, daemon=True)
+    closer.start()
+    closer.join(10)
+    return not closer.is_alive()
+
+
+def test_tenants_on_one_model_key_leave_the_thread_idle_and_close_returns() -> None:
+    """A queue was per key, made with the first tenant's name: a second tenant's turn on the
+    same key was never taken back, so the thread spun in `_next_pass` holding the lock and
+    close() hung. Each tenant's inputs also counted against the other's bound."""
+    passes: list[tuple[str, list[str]]] = []
+    gate = Gate()
+
+    async def scenario() -> tuple[list[Any], bool, bool]:
+        service = service_of(passes, gate, per_model=2)
+        held = await hold(service, gate)  # tenant-h on held:fp32
+        other = asyncio.ensure_future(service.label("b", "held:fp32", ["b1", "b2"], None))
+        await asyncio.sleep(0)
+        assert service.refusal("tenant-h", "held") is None  # B's inputs are B's
+        refused = service.refusal("b", "held")
+        assert refused is not None and refused.status_code == 429
+        gate.release.set()
+        answers = list(await asyncio.wait_for(asyncio.gather(held, other), 10))
+        idle = parked(service)
+        return answers, idle, closed_promptly(service)
+
+    answers, idle, closed = asyncio.run(scenario())
+    assert answers[1] == [("held:fp32", {"len": 2.0})] * 2
+    assert idle and closed
+
+
+def test_an_idle_service_waits_without_spinning() -> None:
+    passes: list[tuple[str, list[str]]] = []
+    gate = Gate()
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        service = PredictService(
+            lambda key: Model(key, passes, gate), 4, 64, 0.02, 100_000, 100_000
+        )
+        fresh = parked(service)
+        # Several requests per pass, so the next pass waits up to max_wait for more first.
+        for _ in range(3):
+            await asyncio.gather(*(service.label(t, "m:fp32", ["x"], None) for t in "aab"))
+        await asyncio.sleep(0.05)  # past max_wait
+        return fresh, parked(service), closed_promptly(service)
+
+    assert asyncio.run(scenario()) == (True, True, True)
+
+
+def test_close_answers_every_queued_request() -> None:
+    passes: list[tuple[str, list[str]]] = []
+    gate = Gate()
+
+    async def scenario() -> list[Any]:
+        service = service_of(passes, gate, max_batch=2)
+        held = await hold(service, gate)
+        queued = [
+            asyncio.ensure_future(service.label(t, k, ["1", "2", "3"], None))
+            for t, k in (("tenant-h", "held:fp32"), ("b", "held:fp32"), ("b", "other:fp32"))
+        ]
+        await asyncio.sleep(0)
+        closer = threading.Thread(target=service.close, daemon=True)
+        closer.start()  # returns once the pass in flight is done
+        outcomes = await asyncio.wait_for(asyncio.gather(*queued, return_exceptions=True), 10)
+        gate.release.set()
+        outcomes.append(await asyncio.wait_for(held, 10))
+        closer.join(10)
+        assert not closer.is_alive()
+        with pytest.raises(ApiError) as late:
+            await service.label("b", "held:fp32", ["late"], None)
+        outcomes.append(late.value)
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    for error in outcomes[:3] + outcomes[4:]:
+        assert isinstance(error, ApiError)
+        assert (error.status_code, error.code) == (503, "predict_unavailable")
+    assert outcomes[3] == [("held:fp32", {"len": 4.0})]
+    assert passes == [("held:fp32", ["hold"])]
