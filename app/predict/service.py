@@ -5,6 +5,7 @@
 """
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +20,10 @@ from app.storage.keys import model_prefix
 from app.tables import TrainedModel
 
 RETRY_AFTER_SECONDS = "1"
+# Deleted model ids remembered. A deleted model's row leaves the row cache at once and its
+# files are gone, so the id is needed only for a request that read the row just before the
+# delete (or one whose loaded model is still cached): the last few thousand deletes cover that.
+GONE_KEPT = 4096
 
 
 class PredictService:
@@ -37,7 +42,7 @@ class PredictService:
         # Touched only on the forward thread: a model is loaded, used and evicted there, so
         # eviction never happens under a pass in flight.
         self.cache: ModelCache[Model] = ModelCache(cache_size, load)
-        self._gone: set[str] = set()  # ids of models deleted through this process
+        self._gone: OrderedDict[str, None] = OrderedDict()  # the last GONE_KEPT deleted
         self.batcher = Batcher(
             self.cache.get,
             max_batch,
@@ -77,7 +82,10 @@ class PredictService:
     def forget(self, model_id: str) -> None:
         """A deleted model: requests from now on answer 404. Passes already queued or running
         finish with the loaded model, which the cache then ages out like any unused one."""
-        self._gone.add(model_id)
+        self._gone[model_id] = None
+        self._gone.move_to_end(model_id)
+        while len(self._gone) > GONE_KEPT:
+            self._gone.popitem(last=False)
 
     def run_on_forward_thread(self, function: Callable[[], Any]) -> Any:
         """Run `function` on the forward thread and wait for it (torch on any other thread

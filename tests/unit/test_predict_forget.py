@@ -7,13 +7,19 @@ import pytest
 
 from app.core.errors import ApiError
 from app.models.schemas import PredictRequest
+from app.predict.service import GONE_KEPT
 from app.tables import TrainedModel
 from tests.unit.test_predict_state import Gate, hold, service_of
 
 
 def record(model_id: str) -> TrainedModel:
     return TrainedModel(
-        id=model_id, tenant_id="tenant-h", job_id="job_x", base_model="tiny", labels=["a"], metrics={}
+        id=model_id,
+        tenant_id="tenant-h",
+        job_id="job_x",
+        base_model="tiny",
+        labels=["a"],
+        metrics={},
     )
 
 
@@ -42,3 +48,22 @@ def test_requests_in_flight_finish_and_later_ones_answer_404() -> None:
     finally:
         service.close()
     assert [texts for _, texts in passes] == [["hold"], ["queued"]]
+
+
+def test_deleted_ids_are_remembered_up_to_a_bound() -> None:
+    """`_gone` grew by one id per delete for the life of the process."""
+    gate = Gate()
+    service = service_of([], gate)
+    try:
+        service.forget("mdl_0")
+        for i in range(1, GONE_KEPT + 10):
+            service.forget(f"mdl_{i}")
+            if i == GONE_KEPT // 2:
+                service.forget("mdl_0")  # deleted again (another process): remembered anew
+        assert len(service._gone) == GONE_KEPT
+        assert "mdl_1" not in service._gone and "mdl_0" in service._gone
+        with pytest.raises(ApiError) as refused:
+            asyncio.run(service.predict(record("mdl_0"), PredictRequest(inputs=["x"]), 100, "fp32"))
+        assert refused.value.status_code == 404
+    finally:
+        service.close()
