@@ -241,3 +241,69 @@ def predict(api: ApiClient, args: argparse.Namespace) -> int:
     else:
         print(render.prediction(answer.predictions[0]))
     return 0
+
+
+def batch_create(api: ApiClient, args: argparse.Namespace) -> int:
+    body = {
+        name: value
+        for name, value in (
+            ("file_id", args.file_id),
+            ("text_column", args.text_column),
+            ("text_pair_column", args.text_pair_column),
+            ("label_column", args.label_column),
+            ("precision", args.precision),
+        )
+        if value is not None
+    }
+    batch = api.create_batch(args.model_id, body)
+    if args.json:
+        _print_json(batch)
+    else:
+        print(f"{batch.id}  {batch.status}  ({batch.progress.total_rows} rows)")
+        print(f"follow it with: tuneserve batch-predictions watch {batch.id}")
+    return 0
+
+
+def batch_show(api: ApiClient, args: argparse.Namespace) -> int:
+    batch = api.get_batch(args.batch_id)
+    if args.json:
+        _print_json(batch)
+    else:
+        print(render.batch_summary(batch))
+    return 0
+
+
+def batch_list(api: ApiClient, args: argparse.Namespace) -> int:
+    batches = api.list_batches(args.limit)
+    if args.json:
+        _print_json(batches)
+    elif batches.data:
+        for batch in batches.data:
+            print(f"{batch.id}  {batch.status:<9}  {batch.model_id}  {batch.file_id}")
+    else:
+        print("no batch predictions")
+    return 0
+
+
+def batch_cancel(api: ApiClient, args: argparse.Namespace) -> int:
+    batch = api.cancel_batch(args.batch_id)
+    print(batch.model_dump_json(indent=2) if args.json else f"{batch.id}  {batch.status}")
+    return 0
+
+
+def batch_watch(api: ApiClient, args: argparse.Namespace) -> int:
+    """Rows done, from the job's event stream and its progress; then the result."""
+    from app.client.stream import follow_events
+
+    last = ""
+    for event in follow_events(api, args.batch_id):
+        batch = api.get_batch(args.batch_id)
+        line = f"{batch.status}  {batch.progress.rows} / {batch.progress.total_rows} rows"
+        if line != last and not args.json:
+            print(line)
+            last = line
+        if event.terminal:
+            break
+    batch = api.get_batch(args.batch_id)
+    print(batch.model_dump_json(indent=2) if args.json else render.batch_summary(batch))
+    return 0 if batch.status == "succeeded" else 1

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from app.batch.schemas import BatchPredictionList, BatchPredictionRead
 from app.client.sse import SseMessage, parse_sse
 from app.files.schemas import FileRead
 from app.jobs.schemas import CheckpointList, JobList, JobRead, MetricList
@@ -126,6 +127,22 @@ class ApiClient:
                 yield from parse_sse(answer.iter_lines())
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise self._transport_error(exc) from exc
+
+    # --- batch predictions ----------------------------------------------------------------
+    def create_batch(self, model_id: str, body: dict[str, Any]) -> BatchPredictionRead:
+        path = f"/v1/models/{model_id}/batch-predictions"
+        return self._call(BatchPredictionRead, "POST", path, json=body)
+
+    def get_batch(self, batch_id: str) -> BatchPredictionRead:
+        return self._call(BatchPredictionRead, "GET", f"/v1/batch-predictions/{batch_id}")
+
+    def list_batches(self, limit: int = 20) -> BatchPredictionList:
+        params = {"limit": limit}
+        return self._call(BatchPredictionList, "GET", "/v1/batch-predictions", params=params)
+
+    def cancel_batch(self, batch_id: str) -> BatchPredictionRead:
+        path = f"/v1/batch-predictions/{batch_id}/cancel"
+        return self._call(BatchPredictionRead, "POST", path)
 
     # --- models ---------------------------------------------------------------------------
     def list_models(self, limit: int = 100) -> ModelList:

@@ -101,6 +101,34 @@ def add_client_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser
 
     _command(sub, "usage", "bytes this tenant stores, by kind", commands.usage, parents=common)
 
+    batches = sub.add_parser(
+        "batch-predictions", help="label a file with a model in a worker (and evaluate it)"
+    )
+    batches_sub = batches.add_subparsers(dest="batch_command", required=True)
+    create = _command(
+        batches_sub,
+        "create",
+        "label an uploaded file; with its label column, also evaluate the model",
+        commands.batch_create,
+        parents=common,
+    )
+    create.add_argument("model_id")
+    create.add_argument("file_id")
+    create.add_argument("--text-column", help="default: the model's training text column")
+    create.add_argument("--text-pair-column")
+    create.add_argument("--label-column", help="default: the training label column, if present")
+    create.add_argument("--precision", choices=("fp32", "bf16", "int8"))
+    listing = _command(
+        batches_sub, "list", "batch predictions, newest first", commands.batch_list, parents=common
+    )
+    listing.add_argument("--limit", type=int, default=20)
+    for name, help_text, command in (
+        ("show", "status, rows, output file and evaluation", commands.batch_show),
+        ("watch", "rows done as it runs, then the result", commands.batch_watch),
+        ("cancel", "cancel a queued or running batch prediction", commands.batch_cancel),
+    ):
+        _command(batches_sub, name, help_text, command, parents=common).add_argument("batch_id")
+
     predict = _command(
         sub,
         "predict",

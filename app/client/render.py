@@ -3,6 +3,7 @@
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+from app.batch.schemas import BatchPredictionRead
 from app.files.schemas import FileRead
 from app.jobs.schemas import CheckpointRead, FilesDataset, JobRead, MetricRow
 from app.models.schemas import ModelRead, Prediction
@@ -234,3 +235,34 @@ def usage_table(usage: UsageRead) -> str:
     limit = usage.limit_bytes
     rows.append(["limit", size(limit) if limit else "none", str(limit) if limit else EMPTY])
     return table(["kind", "size", "bytes"], rows)
+
+
+def batch_summary(batch: BatchPredictionRead) -> str:
+    """A batch prediction: status, rows, output, and the evaluation when there is one."""
+    pairs = [
+        ("batch prediction", batch.id),
+        (
+            "status",
+            batch.status + (f" ({batch.error.code}: {batch.error.message})" if batch.error else ""),
+        ),
+        ("model", batch.model_id),
+        ("file", batch.file_id),
+        ("rows", f"{batch.progress.rows} / {batch.progress.total_rows}"),
+        ("output file", batch.output_file_id or "—"),
+    ]
+    result = batch.result or {}
+    if result.get("metrics"):
+        pairs.append(("metrics", scores(result["metrics"])))
+        pairs.append(("evaluated rows", str(result.get("evaluated_rows"))))
+    text = fields(pairs)
+    matrix = result.get("confusion_matrix")
+    if matrix:
+        labels = matrix["labels"]
+        rows = [
+            [label, *map(str, counts)]
+            for label, counts in zip(labels, matrix["matrix"], strict=True)
+        ]
+        text += "\n\nconfusion matrix (rows: true, columns: predicted)\n" + table(
+            ["", *labels], rows
+        )
+    return text

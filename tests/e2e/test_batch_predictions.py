@@ -122,7 +122,12 @@ def test_batch_prediction_errors_and_cancel(
         assert created.status_code == 201
         batch = wait_batch(service, created.json()["id"])
         assert batch["status"] == "succeeded"
-        assert batch["result"] == {"rows": 2, "precision": "fp32"}  # no labels: no evaluation
+        # no labels: no evaluation
+        assert batch["result"] == {
+            "rows": 2,
+            "precision": "fp32",
+            "task": "single_label_classification",
+        }
         output = service.settings().uploads_dir / f"{batch['output_file_id']}.jsonl"
         lines = [json.loads(line) for line in output.read_text().splitlines()]
         assert [line["text"] for line in lines] == ["good movie", "bad plot"]
@@ -131,3 +136,16 @@ def test_batch_prediction_errors_and_cancel(
         assert client.get("/v1/batch-predictions/job_nope").json()["error"]["code"] == (
             "batch_prediction_not_found"
         )
+
+    # The CLI: create, watch to the end, show.
+    auth = ("--url", service.url, "--api-key", service.api_key)
+    created_cli = service.cli(
+        "batch-predictions", "create", model["id"], unlabelled, "--text-column", "text", *auth
+    )
+    assert created_cli.returncode == 0, created_cli.stderr
+    batch_id = created_cli.stdout.split()[0]
+    watched = service.cli("batch-predictions", "watch", batch_id, *auth)
+    assert watched.returncode == 0, watched.stderr
+    assert "succeeded" in watched.stdout and "2 / 2 rows" in watched.stdout
+    shown = service.cli("batch-predictions", "show", batch_id, *auth)
+    assert "output file" in shown.stdout
