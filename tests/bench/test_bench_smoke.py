@@ -35,6 +35,7 @@ SMOKED = {
     "batch_predict.py",
     "class_weights.py",
     "stream_watchers.py",
+    "keep_checkpoint.py",
 }
 
 
@@ -204,3 +205,8 @@ def test_class_weights(tmp_path: Path) -> None:
 def test_stream_watchers() -> None:
     result = run("stream_watchers.py", "--streams", "3", "--seconds", "1")
     assert "'streams': 3" in result.stdout
+
+
+def test_keep_checkpoint() -> None:
+    result = run("keep_checkpoint.py", "--repeats", "2")
+    assert "keep (hard links), median" in result.stdout
