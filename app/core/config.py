@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # holds one line at a time, so these bound its memory whatever the file's size.
     max_upload_columns: int = 1000
     max_upload_line_chars: int = 1024 * 1024
+    # Uploads received and checked at once per API process (each takes a worker thread while
+    # its body arrives); one more waits up to upload_slot_wait_seconds for a slot, then gets
+    # 429 `too_many_uploads` with Retry-After.
+    max_concurrent_uploads: int = 2
+    upload_slot_wait_seconds: float = 10.0
     max_labels: int = 100
     max_epochs: int = 50
     max_batch_size: int = 256

@@ -1,14 +1,15 @@
 """/v1/files: upload and list dataset files."""
 
-from collections.abc import Iterator
-from typing import Annotated, Literal, cast
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, Query, Request
 
 from app.auth.deps import PrincipalDep, get_principal
 from app.core.deps import SessionDep, SettingsDep
-from app.core.errors import V1_ERRORS, ApiError
+from app.core.errors import V1_ERRORS
 from app.files import service
+from app.files.receive import QueryParameters, receive_upload
 from app.files.repository import FileRepository
 from app.files.schemas import FileList, FileRead
 
@@ -27,43 +28,61 @@ _NAMES = (
 )
 
 
-def _one_of(name: str, form: object, query: object) -> object:
-    """A parameter that may come as a form field or in the query string, not both differently."""
-    if form is not None and query is not None and form != query:
-        raise ApiError(
-            422,
-            "conflicting_parameters",
-            f"'{name}' is given both as a form field and in the query string, differently.",
-        )
-    return form if form is not None else query
+def _form_schema() -> dict[str, Any]:
+    """The multipart body's schema, as FastAPI wrote it for the old `UploadFile` and `Form`
+    parameters (the body is now read by `receive_upload`, not by FastAPI)."""
+    optional = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+    return {
+        "type": "object",
+        "title": "Body_upload_file_v1_files_post",
+        "required": ["file"],
+        "properties": {
+            "file": {
+                "type": "string",
+                "contentMediaType": "application/octet-stream",
+                "title": "File",
+            },
+            "format": {
+                "anyOf": [{"type": "string", "enum": ["csv", "tsv", "jsonl"]}, {"type": "null"}],
+                "title": "Format",
+                "description": "csv, tsv or jsonl; by default taken from the file name",
+            },
+            "header": {
+                "anyOf": [{"type": "boolean"}, {"type": "null"}],
+                "title": "Header",
+                "description": _HEADER,
+            },
+            "column_names": {**optional, "title": "Column Names", "description": _NAMES},
+        },
+    }
 
 
-def checked_upload(
+async def checked_upload(
+    request: Request,
     settings: SettingsDep,
-    file: UploadFile,
-    format: Annotated[
-        Literal["csv", "tsv", "jsonl"] | None,
-        Form(description="csv, tsv or jsonl; by default taken from the file name"),
-    ] = None,
-    header: Annotated[bool | None, Form(description=_HEADER)] = None,
-    column_names: Annotated[str | None, Form(description=_NAMES)] = None,
     header_query: Annotated[bool | None, Query(alias="header", description=_HEADER)] = None,
     column_names_query: Annotated[
         str | None, Query(alias="column_names", description=_NAMES)
     ] = None,
-) -> Iterator[service.CheckedUpload]:
-    """The upload, staged and checked (a sync dependency: FastAPI runs it in a thread)."""
-    has_header = _one_of("header", header, header_query) is not False
-    names = service.parse_column_names(
-        cast(str | None, _one_of("column_names", column_names, column_names_query)), settings
-    )
-    with service.checked_upload(
-        settings, file.file, file.filename or "upload", format, has_header, names
-    ) as upload:
+) -> AsyncIterator[service.CheckedUpload]:
+    """The upload, received, staged and checked as it arrives (parsed in a worker thread: the
+    event loop only reads the body; see app/files/receive.py)."""
+    query = QueryParameters(header=header_query, column_names=column_names_query)
+    async with receive_upload(request, settings, query) as upload:
         yield upload
 
 
-@router.post("", status_code=201, response_model=FileRead)
+@router.post(
+    "",
+    status_code=201,
+    response_model=FileRead,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": _form_schema()}},
+        }
+    },
+)
 def upload_file(
     principal: PrincipalDep,
     # Before the session: a request session is not held while a large file is checked.

@@ -14,6 +14,7 @@ the `header` and columns stored with it, so it reads the same columns the upload
 """
 
 import codecs
+import contextlib
 import csv
 import itertools
 import json
@@ -117,6 +118,22 @@ def scan_table(
     return TableSummary(columns=columns, row_count=row_count)
 
 
+def scan_stream(
+    handle: BinaryIO,
+    path: Path,
+    fmt: str,
+    limits: ParseLimits = NO_LIMITS,
+    header: bool = True,
+    names: Sequence[str] | None = None,
+) -> TableSummary:
+    """`scan_table` of a file as it is written to `path`, read from `handle` (an upload checked
+    while it arrives); `path` holds at least what was read, for an invalid byte's offset."""
+    columns, row_count, _ = _parse(
+        path, fmt, limits, keep_rows=False, header=header, names=names, handle=handle
+    )
+    return TableSummary(columns=columns, row_count=row_count)
+
+
 def _parse(
     path: Path,
     fmt: str,
@@ -124,12 +141,13 @@ def _parse(
     keep_rows: bool,
     header: bool = True,
     names: Sequence[str] | None = None,
+    handle: BinaryIO | None = None,
 ) -> tuple[list[str], int, list[list[str]] | list[dict[str, str]]]:
     rows: list[list[str]] | list[dict[str, str]]
     if fmt == "jsonl" and not header:
         raise FileParseError("A JSON Lines file has no header line; its keys name the columns.")
     try:
-        with path.open("rb") as handle:
+        with path.open("rb") if handle is None else contextlib.nullcontext(handle) as handle:
             if fmt == "jsonl":
                 columns, row_count, rows = _read_jsonl(handle, limits, keep_rows)
             elif fmt in ("csv", "tsv"):

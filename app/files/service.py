@@ -19,6 +19,7 @@ from app.files.parsing import (
     ParseLimits,
     TableSummary,
     format_from_filename,
+    scan_stream,
     scan_table,
 )
 from app.files.repository import FileRepository
@@ -82,21 +83,10 @@ def _bad_names(message: str) -> ApiError:
     )
 
 
-@contextmanager
-def checked_upload(
-    settings: Settings,
-    stream: BinaryIO,
-    filename: str,
-    fmt: str | None,
-    header: bool = True,
-    names: list[str] | None = None,
-) -> Iterator[CheckedUpload]:
-    """Stage an upload and check that it parses; the staged file is removed when the block
-    ends, unless `store_upload` has saved it.
-
-    The file is received in bounded chunks and checked in one streaming pass that stops at the
-    first problem or limit, so memory does not grow with its size or its number of rows.
-    """
+def upload_format(
+    filename: str, fmt: str | None, header: bool = True, names: list[str] | None = None
+) -> str:
+    """The upload's format (given, else from the file name), checked with header and names."""
     fmt = (fmt or format_from_filename(filename) or "").lower()
     if fmt not in FORMATS:
         raise ApiError(
@@ -119,6 +109,52 @@ def checked_upload(
             "column_names names the columns of a file with no header line; "
             "send header=false with it.",
         )
+    return fmt
+
+
+def scan_upload(
+    handle: BinaryIO,
+    staged: Path,
+    fmt: str,
+    settings: Settings,
+    header: bool = True,
+    names: list[str] | None = None,
+) -> TableSummary:
+    """The check of an upload as it arrives: `handle` reads what has arrived of the file, which
+    is also written to `staged` (app/files/receive.py)."""
+    return scan_stream(handle, staged, fmt, upload_limits(settings), header, names)
+
+
+def check_error(filename: str, exc: FileParseError) -> ApiError:
+    """The answer to a file that failed its check."""
+    if isinstance(exc, ColumnNamesError):
+        return ApiError(422, "column_names_mismatch", f"Cannot read '{filename}': {exc}")
+    if isinstance(exc, FileLimitError):
+        return ApiError(413, exc.code, f"Cannot accept '{filename}': {exc}")
+    return ApiError(400, "invalid_file", f"Cannot read '{filename}': {exc}")
+
+
+def empty_file() -> ApiError:
+    return ApiError(400, "invalid_file", "The uploaded file is empty.")
+
+
+@contextmanager
+def checked_upload(
+    settings: Settings,
+    stream: BinaryIO,
+    filename: str,
+    fmt: str | None,
+    header: bool = True,
+    names: list[str] | None = None,
+) -> Iterator[CheckedUpload]:
+    """Stage an upload and check that it parses; the staged file is removed when the block
+    ends, unless `store_upload` has saved it.
+
+    The file is received in bounded chunks and checked in one streaming pass that stops at the
+    first problem or limit, so memory does not grow with its size or its number of rows.
+    (The API receives uploads with `app.files.receive`, checking them as they arrive.)
+    """
+    fmt = upload_format(filename, fmt, header, names)
     storage = file_storage(settings)
     with storage.staged() as staged:
         try:
@@ -126,17 +162,11 @@ def checked_upload(
         except UploadTooLarge as exc:
             raise ApiError(413, "file_too_large", str(exc)) from exc
         if size == 0:
-            raise ApiError(400, "invalid_file", "The uploaded file is empty.")
+            raise empty_file()
         try:
             summary = scan_table(staged, fmt, upload_limits(settings), header, names)
-        except ColumnNamesError as exc:
-            raise ApiError(
-                422, "column_names_mismatch", f"Cannot read '{filename}': {exc}"
-            ) from exc
-        except FileLimitError as exc:
-            raise ApiError(413, exc.code, f"Cannot accept '{filename}': {exc}") from exc
         except FileParseError as exc:
-            raise ApiError(400, "invalid_file", f"Cannot read '{filename}': {exc}") from exc
+            raise check_error(filename, exc) from exc
         yield CheckedUpload(staged, filename, fmt, size, summary, header)
 
 

@@ -34,6 +34,8 @@ class FileStorage(Protocol):
 
     def receive(self, stream: BinaryIO, staged: Path, limit: int) -> int: ...
 
+    def writer(self, staged: Path) -> BinaryIO: ...
+
     def save(self, staged: Path, file_id: str, fmt: str) -> None: ...
 
 
@@ -71,6 +73,11 @@ class LocalFileStorage:
                     raise UploadTooLarge(limit)
                 out.write(chunk)
         return size
+
+    def writer(self, staged: Path) -> BinaryIO:
+        """The staged file opened for writing, unbuffered: what was written is in the file (an
+        upload received part by part, checked from memory; an error's offset is read back)."""
+        return staged.open("wb", buffering=0)
 
     def save(self, staged: Path, file_id: str, fmt: str) -> None:
         get_storage(self.settings).put_file(file_key(file_id, fmt), staged)

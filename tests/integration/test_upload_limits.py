@@ -100,7 +100,7 @@ def test_the_request_session_is_taken_only_after_the_check(
     from app.files import service
 
     events: list[str] = []
-    make_session, scan = deps.get_sessionmaker, service.scan_table
+    make_session, scan, scan_upload = deps.get_sessionmaker, service.scan_table, service.scan_upload
 
     def sessionmaker() -> Any:
         events.append("session")
@@ -110,7 +110,12 @@ def test_the_request_session_is_taken_only_after_the_check(
         events.append("check")
         return scan(*args)
 
+    def check_as_it_arrives(*args: Any) -> Any:
+        events.append("check")
+        return scan_upload(*args)
+
     monkeypatch.setattr(deps, "get_sessionmaker", sessionmaker)
     monkeypatch.setattr(service, "scan_table", scan_table)
+    monkeypatch.setattr(service, "scan_upload", check_as_it_arrives)
     assert post(client, "a.csv", b"a,b\n1,2\n").status_code == 201
     assert events == ["check", "session"]
