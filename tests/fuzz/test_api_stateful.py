@@ -23,6 +23,14 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.errors import Flaky
 from schemathesis import Case, GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    ignored_auth,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.core.transport import Response
 from schemathesis.python.asgi import shutdown_lifespans
 
@@ -31,11 +39,20 @@ from app.core.config import get_settings
 from app.core.db import Base, session_scope
 from app.main import create_app
 from app.tables import JobStatus
-from tests.fuzz.test_api_schema import CHECKS
 from tests.support.auth import issue_test_key
 from tests.support.rows import job_row, model_row
 from tests.support.specs import tiny_spec
 
+# The stateless run's checks (tests/fuzz/test_api_schema.py; not imported: loading that
+# module starts its app's lifespan).
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    ignored_auth,  # the same request without the key (or with a wrong one) must be refused
+]
 SCENARIOS = int(os.environ.get("TUNESERVE_FUZZ_SCENARIOS", "100"))
 STEPS = int(os.environ.get("TUNESERVE_FUZZ_STEPS", "10"))
 
