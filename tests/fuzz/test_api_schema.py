@@ -5,6 +5,7 @@ headers, body). `TUNESERVE_FUZZ_EXAMPLES` sets the examples per operation (CI: t
 """
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.python.asgi import shutdown_lifespans
 
 from app.auth.repository import TenantRepository
 from app.core.db import session_scope
@@ -69,9 +71,19 @@ def seeded(configured: Path, api_key: str) -> None:
 
 
 # The app reads its settings and database per request, so it can exist before the fixtures.
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
+# The schema comes from the document, not over ASGI (`from_asgi` would start the app's lifespan
+# at import, with the default settings: migrations and threads in ./tuneserve-data).
+app = create_app()
+schema = schemathesis.openapi.from_dict(app.openapi())
+schema.app = app
 # Valid inputs and inputs that break the schema (wrong types, missing fields, bad bodies).
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_the_apps_lifespan() -> Iterator[None]:
+    yield
+    shutdown_lifespans()  # the threads it started use this module's data dirs
 
 
 @schema.parametrize()
