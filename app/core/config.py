@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # 429 `too_many_uploads` with Retry-After.
     max_concurrent_uploads: int = 2
     upload_slot_wait_seconds: float = 10.0
+    # Share of one core that the uploads being received may use together (their threads sleep
+    # between pieces of work to keep to it), so that parsing them leaves the event loop and the
+    # predict thread room: a 200 MiB upload is then received no faster than this allows.
+    upload_cpu_share: float = 0.25
     max_labels: int = 100
     max_epochs: int = 50
     max_batch_size: int = 256

@@ -1,10 +1,13 @@
 """Receiving an upload: the event loop only reads the body; a worker thread parses it.
 
-`receive_upload` reads the multipart body from the request in batches on the event loop and
-hands each batch to a worker thread, which parses the multipart framing (python-multipart's
+`receive_upload` reads the multipart body from the request on the event loop (what uvicorn has
+buffered, at each call) and hands it to a worker thread, which parses the multipart framing (python-multipart's
 streaming `MultipartParser`), writes the file part to its staged temp file and checks it as it
 arrives (`scan_stream`): a file over a row, line or column limit is answered 413 as soon as the
 limit is passed, without reading the rest (uvicorn discards what the client still sends).
+The uploads' threads together keep to `upload_cpu_share` of a core: they check the file in
+16 KiB pieces and sleep between them as that share asks, so the GIL is given up often and the
+event loop and the predict thread seldom wait for it.
 
 At most `max_concurrent_uploads` uploads are received at once per process; one more waits up
 to `upload_slot_wait_seconds` for a slot, then gets 429 `too_many_uploads` with Retry-After.
@@ -16,6 +19,8 @@ field that comes after the file and changes the parameters has the file checked 
 disk, with them.
 """
 
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -40,7 +45,8 @@ from app.files import service
 from app.files.parsing import FileLimitError, FileParseError, ParseLimits
 from app.files.storage import UploadTooLarge, file_storage
 
-_BATCH_BYTES = 1024 * 1024  # body handed to the worker thread at a time
+_BUFFER_BYTES = 1024 * 1024  # of the file, read by the check, kept before compacting
+_PIECE_BYTES = 16 * 1024  # of the file, checked at a time
 _FIELDS = ("format", "header", "column_names")
 _FORMAT: TypeAdapter[Literal["csv", "tsv", "jsonl"] | None] = TypeAdapter(
     Literal["csv", "tsv", "jsonl"] | None
@@ -48,6 +54,28 @@ _FORMAT: TypeAdapter[Literal["csv", "tsv", "jsonl"] | None] = TypeAdapter(
 _BOOL: TypeAdapter[bool | None] = TypeAdapter(bool | None)
 
 _slots: RunVar[anyio.CapacityLimiter] = RunVar("upload_slots")
+
+
+class _Pacer:
+    """Keeps the upload threads of the process, together, to `share` of one core: each pays
+    for its CPU time w with w / share seconds on a shared clock, and sleeps while it is ahead."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.clock = 0.0
+
+    def pay(self, work: float, share: float) -> None:
+        if work <= 0 or share >= 1:
+            return
+        now = time.monotonic()
+        with self.lock:
+            self.clock = max(self.clock, now - work) + work / share
+            ahead = self.clock - now
+        if ahead > 0:
+            time.sleep(min(ahead, 1.0))
+
+
+_pacer = _Pacer()
 
 
 def upload_slots(settings: Settings) -> anyio.CapacityLimiter:
@@ -123,18 +151,16 @@ class _Body:
         return anyio.from_thread.run(self._next)
 
     async def _next(self) -> list[bytes]:
-        chunks: list[bytes] = []
-        size = 0
-        while not self.done and size < _BATCH_BYTES:
+        # What the server has buffered (uvicorn hands it over whole, up to its flow-control
+        # limit): a batch per call, and nothing waits for bytes a client holds back.
+        while not self.done:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 raise ClientDisconnect()
-            chunk = message.get("body", b"")
-            if chunk:
-                chunks.append(chunk)
-                size += len(chunk)
             self.done = not message.get("more_body", False)
-        return chunks
+            if chunk := message.get("body", b""):
+                return [chunk]
+        return []
 
 
 @dataclass
@@ -190,18 +216,28 @@ class _Receiver:
         self.checking = True
         self.buffer = bytearray()  # received, not yet read by the check
         self.position = 0
+        self.cpu = time.thread_time()
 
     # The check's file: what has arrived of the file part.
     def read(self, size: int = -1) -> bytes:
-        while (size < 0 or len(self.buffer) - self.position < size) and not self.file_done:
+        # Small pieces, each followed by a pause (_pace): the GIL is given up often, so the
+        # event loop and the predict thread wait little for it.
+        size = _PIECE_BYTES if size < 0 else min(size, _PIECE_BYTES)
+        while self.position == len(self.buffer) and not self.file_done:  # what has come
             self._feed()
         end = len(self.buffer) if size < 0 else self.position + size
         data = bytes(self.buffer[self.position : end])
         self.position += len(data)
-        if self.position > _BATCH_BYTES:
+        if self.position > _BUFFER_BYTES:
             del self.buffer[: self.position]
             self.position = 0
+        self._pace()
         return data
+
+    def _pace(self) -> None:
+        """Sleep as the process's upload CPU share asks (called by the worker thread)."""
+        cpu, self.cpu = self.cpu, time.thread_time()
+        _pacer.pay(self.cpu - cpu, self.settings.upload_cpu_share)
 
     def run(self) -> service.CheckedUpload:
         while self.filename is None and not self.body_done:
@@ -262,6 +298,7 @@ class _Receiver:
             raise ApiError(413, "file_too_large", str(exc)) from exc
         except MultipartParseError as exc:
             raise ApiError(400, "bad_request", f"The multipart body is malformed: {exc}") from exc
+        self._pace()
 
     def _parameters(self, final: bool) -> tuple[str, bool, list[str] | None] | None:
         """The check's parameters from what has arrived; None (not final) when they are not
