@@ -15,7 +15,7 @@ from app.files.parsing import (
 )
 from tests.conftest import SHARED_DATA
 
-COLA_LIKE = "gj04\t1\t\tThe sailors rode the breeze.\n\ngj04\t0\t*\tThe \"doll wriggled.\n"
+COLA_LIKE = 'gj04\t1\t\tThe sailors rode the breeze.\n\ngj04\t0\t*\tThe "doll wriggled.\n'
 
 
 def write(tmp_path: Path, name: str, content: str) -> Path:
