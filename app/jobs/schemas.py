@@ -241,7 +241,7 @@ class JobRead(BaseModel):
     data: dict[str, Any] | None = Field(
         default=None,
         description="What the worker loaded: rows per split, labels, and where validation "
-        "came from (a file, or rows held out of the train file)."
+        "came from (a file, or rows held out of the train file).",
     )
 
 
