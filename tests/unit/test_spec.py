@@ -16,7 +16,8 @@ def test_defaults_follow_the_course() -> None:
     spec = JobSpec.model_validate(BASE)
     hp = spec.hyperparameters
     assert (hp.num_train_epochs, hp.learning_rate, hp.per_device_train_batch_size) == (3, 5e-5, 8)
-    assert spec.metrics == ["accuracy", "f1"]
+    assert spec.metrics is None  # the task's defaults, chosen when the task is known
+    assert spec.metric_names("single_label_classification") == ["accuracy", "f1"]
     assert isinstance(spec.dataset, FilesDataset)
 
 
