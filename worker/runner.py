@@ -94,6 +94,8 @@ def run_job(settings: Settings, job_id: str, train: Train | None = None) -> str:
 
     folder = attempt_folder(settings, fence)
     folder.mkdir(parents=True, exist_ok=True)
+    # The earlier attempt's checkpoint is adopted before its folder is pruned.
+    resume = None if isinstance(spec, BatchSpec) else adopt_checkpoint(settings, pointer, folder)
     prune_attempts(settings, fence)
     logger.info("claimed %s job %s as %s (attempt %d)", kind, job_id, owner, fence.attempt)
     lease = LeaseKeeper(fence=fence, settings=settings)
@@ -105,7 +107,6 @@ def run_job(settings: Settings, job_id: str, train: Train | None = None) -> str:
                 settings, fence, BatchAttempt(tenant_id, spec, folder), lease
             )
         else:
-            resume = adopt_checkpoint(settings, pointer, folder)
             attempt = Attempt(fence, tenant_id, spec, folder, resume)
             outcome = _train_and_finish(settings, attempt, lease, train or _default_train)
         return outcome

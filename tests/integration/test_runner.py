@@ -13,7 +13,7 @@ from transformers import TrainerControl, TrainerState, TrainingArguments
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.jobs.repository import JobRepository
-from app.jobs.states import EventType, JobStatus, StopReason
+from app.jobs.states import EventType, JobStatus, RetryReason, StopReason
 from app.jobs.sweep import sweep_leftovers
 from tests.integration.test_job_leases import add_job, claim, events, job, request_cancel
 from worker.attempt import Attempt, adopt_checkpoint
@@ -292,3 +292,26 @@ def test_stop_reasons_raise_at_stage_boundaries(configured: Path) -> None:
     with pytest.raises(TrainingInterrupted) as stopped:
         lease.check()
     assert stopped.value.reason is StopReason.lease_lost
+
+
+def test_a_new_attempt_resumes_from_the_last_attempts_checkpoint(configured: Path) -> None:
+    """The new attempt adopts the job's checkpoint before the old attempt's folder is pruned
+    (pruning first made every resumed job start afresh)."""
+    settings = get_settings()
+    job_id = add_job()
+    first = claim(job_id, "w1")
+    assert first is not None
+    checkpoint = settings.jobs_dir / job_id / "attempt-1" / "checkpoints" / "checkpoint-10"
+    write_checkpoint(checkpoint, complete=True)
+    with session_scope() as session:
+        repo = JobRepository(session)
+        repo.record_checkpoint(first, f"{job_id}/attempt-1/checkpoints/checkpoint-10", {})
+        repo.give_back(first, RetryReason.worker_lost, "killed", 3)
+    seen: list[Path | None] = []
+
+    def train(_settings: Any, attempt: Attempt, lease: LeaseKeeper) -> Result:
+        seen.append(attempt.resume_from)
+        return fake_model(attempt)
+
+    assert run_job(settings, job_id, train) == "succeeded"
+    assert seen == [settings.jobs_dir / job_id / "attempt-2" / "checkpoints" / "checkpoint-10"]
