@@ -13,6 +13,7 @@ from app.auth.repository import TenantRepository
 from app.core.config import Settings
 from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import V1_ERRORS, ApiError
+from app.files.deps import OwnedFileDep
 from app.files.service import get_file
 from app.storage import Storage, delete_after_commit, get_storage
 from app.storage.keys import file_key
@@ -52,15 +53,12 @@ def stream_object(storage: Storage, key: str) -> Iterator[bytes]:
     response_class=StreamingResponse,
     responses={200: {"content": {c.split(";")[0]: {} for c in CONTENT_TYPES.values()}}},
 )
-def file_content(
-    session: SessionDep, settings: SettingsDep, principal: PrincipalDep, file_id: str
-) -> StreamingResponse:
+def file_content(settings: SettingsDep, record: OwnedFileDep) -> StreamingResponse:
     """The file exactly as stored (an upload, or a file a batch prediction produced)."""
-    record = get_file(session, principal.tenant_id, file_id)
     key = file_key(record.id, record.format)
     storage = get_storage(settings)
     if not storage.exists(key):
-        raise ApiError(404, "file_not_found", f"No file with id '{file_id}'.")
+        raise ApiError(404, "file_not_found", f"No file with id '{record.id}'.")
     return StreamingResponse(
         stream_object(storage, key),
         media_type=CONTENT_TYPES.get(record.format, "application/octet-stream"),

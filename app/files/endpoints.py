@@ -9,6 +9,7 @@ from app.auth.deps import PrincipalDep, get_principal
 from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import V1_ERRORS
 from app.files import service
+from app.files.deps import OwnedFileDep
 from app.files.receive import QueryParameters, receive_upload
 from app.files.repository import FileRepository
 from app.files.schemas import FileList, FileRead
@@ -107,5 +108,5 @@ def list_files(
 
 
 @router.get("/{file_id}", response_model=FileRead)
-def get_file(session: SessionDep, principal: PrincipalDep, file_id: str) -> FileRead:
-    return FileRead.model_validate(service.get_file(session, principal.tenant_id, file_id))
+def get_file(record: OwnedFileDep) -> FileRead:
+    return FileRead.model_validate(record)

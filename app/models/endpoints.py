@@ -9,8 +9,9 @@ from app.auth.deps import PrincipalDep, get_principal
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.deps import SessionDep, SettingsDep
-from app.core.errors import V1_ERRORS, ApiError, NotFound
+from app.core.errors import V1_ERRORS, ApiError
 from app.core.precision import serving_precision
+from app.models.deps import OwnedModelDep, find_model
 from app.models.hf_inference import (
     HfLabelScore,
     HfTextClassificationRequest,
@@ -37,13 +38,6 @@ router = APIRouter(
 )
 
 
-def _get_model(session: SessionDep, tenant_id: str, model_id: str) -> TrainedModel:
-    record = ModelRepository(session).get(tenant_id, model_id)
-    if record is None:
-        raise NotFound("model", model_id)
-    return record
-
-
 @router.get("", response_model=ModelList)
 def list_models(
     session: SessionDep,
@@ -55,9 +49,9 @@ def list_models(
 
 
 @router.get("/{model_id}", response_model=ModelRead)
-def get_model(session: SessionDep, principal: PrincipalDep, model_id: str) -> ModelRead:
+def get_model(session: SessionDep, model: OwnedModelDep) -> ModelRead:
     """The model, with the facts of its card (`card`: data, spec, per-epoch metrics)."""
-    return model_read(session, _get_model(session, principal.tenant_id, model_id))
+    return model_read(session, model)
 
 
 MODEL_ROWS_KEPT = 4096
@@ -85,7 +79,7 @@ def forget_model_row(tenant_id: str, model_id: str) -> None:
 
 def _read_model(tenant_id: str, model_id: str) -> TrainedModel:
     with session_scope() as session:  # closed before the forward pass, which needs none
-        return _get_model(session, tenant_id, model_id)
+        return find_model(session, tenant_id, model_id)
 
 
 def get_predict_service(http_request: Request) -> PredictService:
