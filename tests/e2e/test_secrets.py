@@ -67,7 +67,8 @@ def test_logs_metrics_and_job_errors_keep_secrets(
         job = service.wait_for(service.create_job(tiny_spec(train, dev))["id"])
         assert job["status"] == "failed" and job["error"]["code"] == "invalid_file", job
         message = job["error"]["message"]
-        assert "No such file" in message and "<path>" in message
+        # The storage key of the missing file, never its path on the server's disk.
+        assert f"files/{train}" in message
         assert str(tmp_path) not in message and str(data_dir) not in message
     finally:
         service.stop()
