@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ def make_service(tmp_path: Path, tiny_model_dir: Path, pg: str, redis: str, **en
     base = {
         "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
         "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
-        "TUNESERVE_QUEUE_NAME": f"faults-{tmp_path.name}",
+        "TUNESERVE_QUEUE_NAME": f"faults-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
         "TUNESERVE_DATABASE_URL": pg,
         "TUNESERVE_BROKER_URL": redis,
         "TUNESERVE_HEARTBEAT_SECONDS": "0.5",

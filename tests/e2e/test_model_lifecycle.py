@@ -1,6 +1,7 @@
 """End to end, in both run modes: the best epoch becomes the model, early stopping, a
 held-out validation split, class weights, and kept checkpoints registered as models."""
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def service(
         **FAST_LEASES,
         "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
         "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
-        "TUNESERVE_QUEUE_NAME": f"e2e-{tmp_path.name}",
+        "TUNESERVE_QUEUE_NAME": f"e2e-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
     }
     embedded = request.param == "embedded"
     if not embedded:

@@ -9,6 +9,7 @@ of A's clients that hung up are not all run (the server's own counters say so).
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def api(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Service]:
         "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
         "TUNESERVE_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.db'}",
         "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
-        "TUNESERVE_QUEUE_NAME": f"flood-{tmp_path.name}",
+        "TUNESERVE_QUEUE_NAME": f"flood-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
         "TUNESERVE_PREDICT_PRECISION": "fp32",
         "TUNESERVE_PREDICT_MAX_QUEUED_INPUTS_PER_MODEL": "512",  # two of A's requests
         "HF_HUB_OFFLINE": "1",

@@ -1,5 +1,6 @@
 """End to end: real API and worker processes train a tiny model, in both run modes."""
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def service(
         **FAST_LEASES,
         "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
         "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
-        "TUNESERVE_QUEUE_NAME": f"e2e-{tmp_path.name}",
+        "TUNESERVE_QUEUE_NAME": f"e2e-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
     }
     embedded = request.param == "embedded"
     if not embedded:

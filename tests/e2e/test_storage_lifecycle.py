@@ -5,6 +5,7 @@ deletes that free the disk (in bytes) and make later predicts answer 404."""
 import json
 import subprocess
 import tarfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -27,7 +28,7 @@ def service(
         **FAST_LEASES,
         "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
         "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
-        "TUNESERVE_QUEUE_NAME": f"e2e-{tmp_path.name}",
+        "TUNESERVE_QUEUE_NAME": f"e2e-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
     }
     embedded = request.param == "embedded"
     if not embedded:

@@ -5,6 +5,7 @@ and a stream past its maximum duration ends and is resumed by the client with La
 import contextlib
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def start_api(tmp_path: Path, tiny_model_dir: Path, **env: str) -> Service:
     base = {
         "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
         "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
-        "TUNESERVE_QUEUE_NAME": f"flood-{tmp_path.name}",
+        "TUNESERVE_QUEUE_NAME": f"flood-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
         "HF_HUB_OFFLINE": "1",
     }
     service = Service({**base, **env}, tmp_path, embedded=False)

@@ -1,6 +1,7 @@
 """End to end: the worker's training process serves Prometheus metrics of the job it trained."""
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def service(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Service]:
         "HF_HUB_OFFLINE": "1",
         "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
         "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
-        "TUNESERVE_QUEUE_NAME": f"e2e-{tmp_path.name}",
+        "TUNESERVE_QUEUE_NAME": f"e2e-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
         "TUNESERVE_WORKER_METRICS_PORT": str(free_port()),
     }
     service = Service(env, tmp_path, embedded=True)

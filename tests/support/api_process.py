@@ -1,5 +1,6 @@
 """The real API process alone (no worker), on a given database, for tests of its answers."""
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ def api_process(
         "TUNESERVE_DATABASE_URL": database_url,
         "TUNESERVE_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.db'}",
         "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
-        "TUNESERVE_QUEUE_NAME": f"api-{tmp_path.name}",
+        "TUNESERVE_QUEUE_NAME": f"api-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
         "HF_HUB_OFFLINE": "1",
     }
     service = Service({**base, **env}, tmp_path, embedded=False)
