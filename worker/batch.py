@@ -204,7 +204,7 @@ def evaluation(
     )
     return {
         "evaluated_rows": len(truth),
-        "metrics": build_scorer(metrics, len(labels))(guesses, truth),
+        "metrics": _finite(build_scorer(metrics, len(labels))(guesses, truth)),
         "per_label": {
             label: {
                 "precision": float(precision[i]),
@@ -252,15 +252,21 @@ def other_evaluation(
     if kind == REGRESSION:
         return {
             "evaluated_rows": len(truth),
-            "metrics": score(np.asarray(guesses, float), np.asarray(truth, float)),
+            "metrics": _finite(score(np.asarray(guesses, float), np.asarray(truth, float))),
         }
     predicted, reference = np.asarray(guesses, int), np.asarray(truth, int)
     per_label = f1_score(reference, predicted, average=None, zero_division=0)
     return {
         "evaluated_rows": len(truth),
-        "metrics": score(predicted, reference),
+        "metrics": _finite(score(predicted, reference)),
         "per_label": {
             label: {"f1": float(f1), "support": int(reference[:, i].sum())}
             for i, (label, f1) in enumerate(zip(labels, per_label, strict=True))
         },
     }
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    """Metrics that are defined: a correlation of constant predictions is NaN, which JSON (and
+    PostgreSQL's json type) cannot hold; it is left out, as in training's metrics rows."""
+    return {name: value for name, value in metrics.items() if math.isfinite(value)}
