@@ -123,15 +123,8 @@ def _batch_and_finish(
 
     try:
         result = run_batch(settings, attempt, lease)
-    except JobFailure as failure:
-        code, message = failure.code, failure.message
-        ended = _finish(fence, lambda repo: repo.fail(fence, code, message))
-        _remove_job_dir(settings, fence, ended)
-        return f"{Outcome.failed}:{code}" if ended is JobStatus.failed else _outcome(ended)
-    except TrainingInterrupted as stop:
-        return _interrupted(settings, fence, stop.reason)
     except Exception as exc:
-        return _crashed(settings, fence, exc)
+        return _ended_early(settings, fence, exc)
     # The commit point of the produced file: in place first, then its row with the job's end.
     lease.beat()  # record the final progress while the lease is still ours
     output = DatasetFile(
@@ -171,15 +164,8 @@ def _train_and_finish(
     fence = attempt.fence
     try:
         result = train(settings, attempt, lease)
-    except JobFailure as failure:
-        code, message = failure.code, failure.message
-        ended = _finish(fence, lambda repo: repo.fail(fence, code, message))
-        _remove_job_dir(settings, fence, ended)
-        return f"{Outcome.failed}:{code}" if ended is JobStatus.failed else _outcome(ended)
-    except TrainingInterrupted as stop:
-        return _interrupted(settings, fence, stop.reason)
     except Exception as exc:
-        return _crashed(settings, fence, exc)
+        return _ended_early(settings, fence, exc)
 
     # The commit point: the folder is stored whole, then the row makes it a model. A folder
     # whose row never commits is removed here, or by the sweep if this process dies first.
@@ -229,6 +215,19 @@ def _write_card(model: TrainedModel, result: TrainingResultLike, folder: Path) -
         write_model_card(folder, facts)
     except Exception:
         logger.exception("could not write the card of model %s", model.id)
+
+
+def _ended_early(settings: Settings, fence: Fence, exc: Exception) -> str:
+    """How an attempt that raised ends: a JobFailure fails the job at once, an interruption
+    is a cancel, a shutdown or a lost lease, anything else is a crash (retried)."""
+    if isinstance(exc, JobFailure):
+        code, message = exc.code, exc.message
+        ended = _finish(fence, lambda repo: repo.fail(fence, code, message))
+        _remove_job_dir(settings, fence, ended)
+        return f"{Outcome.failed}:{code}" if ended is JobStatus.failed else _outcome(ended)
+    if isinstance(exc, TrainingInterrupted):
+        return _interrupted(settings, fence, exc.reason)
+    return _crashed(settings, fence, exc)
 
 
 def _interrupted(settings: Settings, fence: Fence, reason: StopReason) -> str:

@@ -1,39 +1,14 @@
 """End to end, in both run modes: the best epoch becomes the model, early stopping, a
 held-out validation split, class weights, and kept checkpoints registered as models."""
 
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.e2e.test_service_tiny_model import FAST_LEASES
+from tests.e2e.test_service_tiny_model import service as service  # noqa: F401  (both modes)
 from tests.support.service import Service
 from tests.support.specs import tiny_spec
 from tests.support.tiny_model import sentiment_rows
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(params=["embedded", "postgres+redis"])
-def service(
-    request: pytest.FixtureRequest, tmp_path: Path, tiny_model_dir: Path
-) -> Iterator[Service]:
-    env = {
-        **FAST_LEASES,
-        "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
-        "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
-        "TUNESERVE_QUEUE_NAME": f"e2e-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
-    }
-    embedded = request.param == "embedded"
-    if not embedded:
-        env["TUNESERVE_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-        env["TUNESERVE_BROKER_URL"] = request.getfixturevalue("redis_url")
-    service = Service(env, tmp_path, embedded=embedded)
-    try:
-        yield service.start()
-    finally:
-        service.stop()
 
 
 def test_best_epoch_early_stopping_and_checkpoints(service: Service) -> None:
