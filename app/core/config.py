@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # Characters (text and text_pair) per forward pass: long inputs make smaller passes, so a
     # pass, and another tenant's wait for it, stays short (one input is always taken).
     predict_max_batch_chars: int = 8192
+    # Threads of the forward pass. 0: one less than the process's cores (at least 1), so the
+    # event loop keeps a core while a long pass runs (measured: bench/hostile_tenant.py).
+    predict_threads: int = Field(default=0, ge=0)
     # The serving number format when a request names none (see PredictRequest.precision).
     predict_precision: ServingPrecision = "auto"
     # Predict inputs waiting for one model (its precisions together), and in the whole process;

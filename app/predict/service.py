@@ -5,9 +5,13 @@
 """
 
 import asyncio
+import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
+
+import torch
 
 from app.core.config import Settings
 from app.core.errors import ApiError, NotFound
@@ -26,6 +30,13 @@ RETRY_AFTER_SECONDS = "1"
 GONE_KEPT = 4096
 
 
+def forward_threads(setting: int) -> int:
+    """The forward pass's threads: the setting, or (0) one less than this process's cores."""
+    if setting > 0:
+        return setting
+    return max(1, len(os.sched_getaffinity(0)) - 1)
+
+
 class PredictService:
     """The model cache, the batch queues and the forward thread of one process."""
 
@@ -38,6 +49,7 @@ class PredictService:
         max_queued_per_model: int,
         max_queued: int,
         max_batch_chars: int = 8192,
+        threads: int = 0,
     ) -> None:
         # Touched only on the forward thread: a model is loaded, used and evicted there, so
         # eviction never happens under a pass in flight.
@@ -51,6 +63,8 @@ class PredictService:
             max_queued,
             max_batch_chars,
         )
+        # On the forward thread itself: OpenMP's thread count belongs to the calling thread.
+        self.batcher.call(partial(torch.set_num_threads, forward_threads(threads)))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PredictService":
@@ -72,6 +86,7 @@ class PredictService:
             max_queued_per_model=settings.predict_max_queued_inputs_per_model,
             max_queued=settings.predict_max_queued_inputs,
             max_batch_chars=settings.predict_max_batch_chars,
+            threads=settings.predict_threads,
         )
 
     def refusal(self, tenant: str, model_id: str) -> ApiError | None:

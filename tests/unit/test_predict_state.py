@@ -1,15 +1,17 @@
 """The predict service's state: no hang on eviction, bounded queues, gone clients, fairness."""
 
 import asyncio
+import os
 import sys
 import threading
 import time
 from typing import Any
 
 import pytest
+import torch
 
 from app.core.errors import ApiError
-from app.predict.service import PredictService
+from app.predict.service import PredictService, forward_threads
 
 Labelled = list[tuple[str, dict[str, float]]]
 
@@ -277,3 +279,16 @@ def test_close_answers_every_queued_request() -> None:
         assert (error.status_code, error.code) == (503, "predict_unavailable")
     assert outcomes[3] == [("held:fp32", {"len": 4.0})]
     assert passes == [("held:fp32", ["hold"])]
+
+
+def test_the_forward_pass_leaves_a_core_to_the_event_loop() -> None:
+    """A long pass on every core starved the event loop: another tenant's one-input predict
+    waited 7x its idle time behind a flood (bench/hostile_tenant.py)."""
+    cores = len(os.sched_getaffinity(0))
+    assert forward_threads(0) == max(1, cores - 1)
+    assert forward_threads(3) == 3
+    service = PredictService(lambda key: Model(key, [], Gate()), 4, 64, 0.0, 10, 10, threads=0)
+    try:
+        assert service.batcher.call(torch.get_num_threads).result(5) == max(1, cores - 1)
+    finally:
+        assert closed_promptly(service)
