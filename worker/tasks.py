@@ -49,6 +49,11 @@ def infer_task(spec: JobSpec, train: pd.DataFrame) -> str:
     return SINGLE
 
 
+# A label seen once in 10,000 rows would otherwise weigh 10,000: its few rows would swamp
+# every step they are in.
+MAX_POS_WEIGHT = 100.0
+
+
 @dataclass
 class Task:
     """Labels of one kind: their names, per-row targets, the head, and the scores."""
@@ -74,6 +79,14 @@ class Task:
     def compute_metrics(self, names: list[str]) -> Callable[[Any], dict[str, float]]:
         raise NotImplementedError
 
+    def balanced_loss(self, targets: list[Any]) -> Callable[..., Any]:
+        """The Trainer's `compute_loss_func` for `class_weights: "balanced"`."""
+        raise JobFailure(
+            "invalid_spec",
+            f"class_weights applies to classification; this job's task is {self.kind}. "
+            "Leave class_weights out.",
+        )
+
 
 class SingleLabel(Task):
     kind = SINGLE
@@ -97,6 +110,32 @@ class SingleLabel(Task):
             return score(np.argmax(logits, axis=-1), references)
 
         return compute
+
+    def balanced_loss(self, targets: list[Any]) -> Callable[..., Any]:
+        """Cross-entropy weighted by inverse class frequency (scikit-learn's "balanced":
+        n_samples / (n_classes * count)); a class absent from the train split weighs 1."""
+        import torch
+
+        counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=len(self.labels))
+        weights = torch.tensor(
+            [len(targets) / (len(counts) * c) if c else 1.0 for c in counts],
+            dtype=torch.float32,
+        )
+
+        def loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+            logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+            logits = logits.view(-1, logits.shape[-1]).float()
+            wanted = labels.view(-1).to(logits.device)
+            w = weights.to(logits.device)
+            summed = torch.nn.functional.cross_entropy(logits, wanted, weight=w, reduction="sum")
+            # Normalised by the batch's summed weights, as a weighted mean would be; with
+            # gradient accumulation the Trainer leaves that scaling to this function.
+            mean = summed / w[wanted].sum()
+            if num_items_in_batch:
+                mean = mean * wanted.numel() / num_items_in_batch
+            return mean
+
+        return loss
 
 
 class Regression(Task):
@@ -166,6 +205,32 @@ class MultiLabel(Task):
             return results
 
         return compute
+
+    def balanced_loss(self, targets: list[Any]) -> Callable[..., Any]:
+        """Binary cross-entropy with each label's positives weighted by negatives / positives
+        in the train split (`pos_weight`, capped at MAX_POS_WEIGHT): a rare label's misses
+        cost as much as its many true negatives. A label absent from train weighs 1."""
+        import torch
+
+        hot = np.asarray(targets, dtype=np.float64).reshape(len(targets), len(self.labels))
+        positives = hot.sum(axis=0)
+        ratio = np.where(positives > 0, (len(hot) - positives) / np.maximum(positives, 1), 1.0)
+        pos_weight = torch.tensor(np.clip(ratio, 1.0, MAX_POS_WEIGHT), dtype=torch.float32)
+
+        def loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+            logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+            logits = logits.float()
+            summed = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits,
+                labels.to(logits.device).float(),
+                pos_weight=pos_weight.to(logits.device),
+                reduction="sum",
+            )
+            # The mean over every (row, label), over the accumulated batches when the Trainer
+            # counts them (it leaves that scaling to this function).
+            return summed / (num_items_in_batch or logits.numel())
+
+        return loss
 
 
 def split_labels(cell: str, delimiter: str | None) -> list[str]:

@@ -213,9 +213,7 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=task.compute_metrics(spec.metric_names(task.kind)),
         compute_loss_func=(
-            balanced_loss(summary["train_label_counts"], splits.labels)  # type: ignore[arg-type]
-            if hp.class_weights == "balanced"
-            else None
+            task.balanced_loss(train_targets) if hp.class_weights == "balanced" else None
         ),
         callbacks=[progress],
     )
@@ -262,28 +260,3 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
         task=task.kind,
         threshold=spec.threshold if task.kind == "multi_label_classification" else None,
     )
-
-
-def balanced_loss(counts: dict[str, int], labels: list[str]) -> Callable[..., Any]:
-    """Cross-entropy weighted by inverse class frequency (scikit-learn's "balanced":
-    n_samples / (n_classes * count)); a class absent from the train split weighs 1."""
-    total = sum(counts.values())
-    weights = torch.tensor(
-        [total / (len(labels) * counts[label]) if counts.get(label) else 1.0 for label in labels]
-    )
-
-    def loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
-        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        logits = logits.view(-1, logits.shape[-1]).float()
-        targets = labels.view(-1).to(logits.device)
-        total_loss = torch.nn.functional.cross_entropy(
-            logits, targets, weight=weights.to(logits.device), reduction="sum"
-        )
-        # Normalised by the batch's summed weights, as a weighted mean would be; with gradient
-        # accumulation the Trainer leaves that scaling to this function.
-        mean = total_loss / weights.to(logits.device)[targets].sum()
-        if num_items_in_batch:
-            mean = mean * targets.numel() / num_items_in_batch
-        return mean
-
-    return loss

@@ -122,7 +122,8 @@ class Hyperparameters(StrictModel):
     class_weights: Literal["balanced"] | None = Field(
         default=None,
         description="balanced: weigh each class's loss by inverse class frequency (for "
-        "imbalanced data); off by default.",
+        "imbalanced data; multi-label: each label's positives by its negatives / positives, "
+        "at most 100); off by default.",
     )
 
 
@@ -177,11 +178,8 @@ class JobSpec(StrictModel):
                 f"hyperparameters.metric_for_best_model '{name}' must be eval_loss or one of "
                 f"the job's metrics ({', '.join(self.metric_names())})"
             )
-        if self.hyperparameters.class_weights and self.task not in (
-            None,
-            "single_label_classification",
-        ):
-            raise ValueError("class_weights applies to single_label_classification only")
+        if self.hyperparameters.class_weights and self.task == "regression":
+            raise ValueError("class_weights applies to classification tasks, not regression")
         return self
 
     def metric_names(self, task: str | None = None) -> list[str]:

@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+import torch
 
 from app.jobs.schemas import JobSpec
 from worker.errors import JobFailure
@@ -74,3 +75,45 @@ def test_unusable_label_columns_fail_with_invalid_labels() -> None:
         assert failure.value.code == "invalid_labels"
     with pytest.raises(JobFailure):
         task_for(spec(), frame([str(i) for i in range(20)]), 10)
+
+
+def test_balanced_single_label_weights_are_scikit_learns() -> None:
+    task = task_for(spec(), frame(["0"] * 9 + ["1"]), 100)
+    loss = task.balanced_loss(task.targets(frame(["0"] * 9 + ["1"])["label"], "train"))
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.3], [-1.0, 1.0]])
+    labels = torch.tensor([0, 1, 1])
+    weights = torch.tensor([10 / (2 * 9), 10 / (2 * 1)])  # n_samples / (n_classes * count)
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
+    assert torch.allclose(loss({"logits": logits}, labels), expected)
+
+
+def test_balanced_multi_label_weighs_each_labels_positives_by_its_rarity() -> None:
+    """Inferred multi-label jobs with class_weights got the single-label cross-entropy, which
+    cannot take a row of several labels: every attempt crashed."""
+    rows = ["a"] * 8 + ["a,b"] + [""] * 191  # a: 9 of 200 rows, b: 1 of 200
+    task = task_for(
+        spec(label_delimiter=",", hyperparameters={"class_weights": "balanced"}), frame(rows), 100
+    )
+    assert isinstance(task, MultiLabel)
+    targets = task.targets(frame(rows)["label"], "train")
+    loss = task.balanced_loss(targets)
+    logits = torch.tensor([[0.3, -2.0], [-1.0, 0.5]])
+    labels = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    pos_weight = torch.tensor([191 / 9, 100.0])  # b's 199 is capped at MAX_POS_WEIGHT
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, labels, pos_weight=pos_weight
+    )
+    assert torch.allclose(loss({"logits": logits}, labels), expected)
+    # A missed rare positive costs more than a missed common one.
+    miss_a = loss({"logits": torch.tensor([[-3.0, -3.0]])}, torch.tensor([[1.0, 0.0]]))
+    miss_b = loss({"logits": torch.tensor([[-3.0, -3.0]])}, torch.tensor([[0.0, 1.0]]))
+    assert miss_b > miss_a
+
+
+def test_class_weights_on_regression_fail_clearly() -> None:
+    with pytest.raises(ValueError, match="not regression"):
+        spec(task="regression", hyperparameters={"class_weights": "balanced"})
+    task = task_for(spec(hyperparameters={"class_weights": "balanced"}), frame(["0.5", "1.5"]), 100)
+    with pytest.raises(JobFailure) as failure:
+        task.balanced_loss([0.5, 1.5])
+    assert failure.value.code == "invalid_spec"
