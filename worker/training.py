@@ -199,6 +199,12 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
 
     args = training_arguments(settings, attempt.checkpoints, spec.hyperparameters)
     metric, greater = spec.best_metric(task.kind)
+    if metric != "eval_loss" and metric not in spec.metric_names(task.kind):
+        raise JobFailure(
+            "invalid_spec",
+            f"metric_for_best_model '{metric}' is not one of this {task.kind} job's metrics "
+            f"({', '.join(spec.metric_names(task.kind))}); name one of them or eval_loss.",
+        )
     selection = BestEpoch(metric, greater, hp.early_stopping_patience, hp.early_stopping_threshold)
     kept = EpochWeights(lease, settings.jobs_dir)
     progress = JobProgressCallback(

@@ -173,20 +173,33 @@ class JobSpec(StrictModel):
                     f"{', '.join(METRICS_OF_TASK[self.task])}"
                 )
         name = self.hyperparameters.metric_for_best_model
-        if name is not None and name != "eval_loss" and name not in self.metric_names():
+        # A task still to be inferred from the data may have any task's default metrics; the
+        # worker checks the name again once it knows the task.
+        allowed = (
+            self.metric_names()
+            if self.metrics is not None or self.implied_task() is not None
+            else list(dict.fromkeys(m for names in DEFAULT_METRICS.values() for m in names))
+        )
+        if name is not None and name != "eval_loss" and name not in allowed:
             raise ValueError(
                 f"hyperparameters.metric_for_best_model '{name}' must be eval_loss or one of "
-                f"the job's metrics ({', '.join(self.metric_names())})"
+                f"the job's metrics ({', '.join(allowed)})"
             )
         if self.hyperparameters.class_weights and self.task == "regression":
             raise ValueError("class_weights applies to classification tasks, not regression")
         return self
 
+    def implied_task(self) -> str | None:
+        """The task the spec alone settles: named, or multi-label by its `label_delimiter`."""
+        if self.task is not None:
+            return self.task
+        return "multi_label_classification" if self.label_delimiter is not None else None
+
     def metric_names(self, task: str | None = None) -> list[str]:
         """The requested metrics, or the task's defaults."""
         if self.metrics is not None:
             return list(self.metrics)
-        return DEFAULT_METRICS[task or self.task or _task_of_metrics(self.metrics)]
+        return DEFAULT_METRICS[task or self.implied_task() or _task_of_metrics(self.metrics)]
 
     def best_metric(self, task: str | None = None) -> tuple[str, bool]:
         """The metric that picks the best epoch, and whether greater is better."""

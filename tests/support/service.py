@@ -139,9 +139,9 @@ class Service:
             content = b"\n".join(content.splitlines()[: rows + 1]) + b"\n"
         return self.upload_bytes(path.name, content)
 
-    def upload_bytes(self, name: str, content: bytes) -> str:
+    def upload_bytes(self, name: str, content: bytes, params: dict[str, str] | None = None) -> str:
         with self.client() as client:
-            response = client.post("/v1/files", files={"file": (name, content)})
+            response = client.post("/v1/files", files={"file": (name, content)}, params=params)
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
 

@@ -53,3 +53,29 @@ def test_spec_hash_ignores_defaults_spelled_out() -> None:
     assert spec_hash(JobSpec.model_validate(BASE)) == spec_hash(JobSpec.model_validate(explicit))
     other = dict(BASE, hyperparameters={"num_train_epochs": 4})
     assert spec_hash(JobSpec.model_validate(BASE)) != spec_hash(JobSpec.model_validate(other))
+
+
+def test_metric_for_best_model_follows_the_task_the_spec_implies() -> None:
+    """A multi-label spec (its label_delimiter says so) could not pick f1_micro: it was checked
+    against single-label's defaults."""
+    base = {
+        "base_model": "m",
+        "dataset": {"source": "files", "train_file_id": "file_a"},
+        "text_column": "text",
+        "label_column": "labels",
+    }
+    multi = JobSpec.model_validate(
+        {**base, "label_delimiter": ",", "hyperparameters": {"metric_for_best_model": "f1_micro"}}
+    )
+    assert multi.best_metric() == ("f1_micro", True)
+    # Left to inference: any task's default metric, checked again by the worker.
+    inferred = JobSpec.model_validate({**base, "hyperparameters": {"metric_for_best_model": "mae"}})
+    assert inferred.best_metric("regression") == ("mae", False)
+    with pytest.raises(ValidationError, match="f1_micro"):
+        JobSpec.model_validate(
+            {
+                **base,
+                "task": "single_label_classification",
+                "hyperparameters": {"metric_for_best_model": "f1_micro"},
+            }
+        )
