@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from app.client import render
 from app.client.credentials import MissingApiKey, resolve_api_key, resolve_url
 from app.client.http import ApiClient, ClientError, PredictInput
-from app.client.spec import build_spec, load_spec
+from app.client.spec import build_spec, load_label_names, load_spec
 from app.client.watch import watch_job
 from app.core.config import get_settings
 
@@ -47,7 +47,11 @@ def files_upload(api: ApiClient, args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.is_file():
         raise ClientError(f"no file at {path}")
-    upload = api.upload_file(path, args.format)
+    if args.column_names and not args.no_header:
+        raise ClientError(
+            "--column-names names the columns of a file without a header: add --no-header"
+        )
+    upload = api.upload_file(path, args.format, not args.no_header, args.column_names)
     print(upload.model_dump_json(indent=2) if args.json else render.file_summary(upload))
     return 0
 
@@ -93,8 +97,15 @@ SPEC_OPTIONS = (
     "batch_size",
     "seed",
     "metrics",
+    "task",
+    "label_delimiter",
+    "threshold",
+    "label_names",
+    "class_weights",
+    "metric_for_best_model",
 )
-REQUIRED_OPTIONS = ("base_model", "train", "validation", "text_column", "label_column")
+# Without --validation the service holds out a seeded share of the train file.
+REQUIRED_OPTIONS = ("base_model", "train", "text_column", "label_column")
 
 
 def _option(name: str) -> str:
@@ -124,6 +135,12 @@ def jobs_create(api: ApiClient, args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             seed=args.seed,
             metrics=args.metrics,
+            task=args.task,
+            label_delimiter=args.label_delimiter,
+            threshold=args.threshold,
+            label_names=load_label_names(Path(args.label_names)) if args.label_names else None,
+            class_weights=args.class_weights,
+            metric_for_best_model=args.metric_for_best_model,
         )
     job = api.create_job(spec, args.idempotency_key)
     print(job.model_dump_json(indent=2) if args.json else f"{job.id}  {job.status}")

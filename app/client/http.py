@@ -73,11 +73,25 @@ class ApiClient:
         self._http.close()
 
     # --- files ----------------------------------------------------------------------------
-    def upload_file(self, path: Path, format: str | None = None) -> FileRead:
-        data = {"format": format} if format else None
+    def upload_file(
+        self,
+        path: Path,
+        format: str | None = None,
+        header: bool = True,
+        column_names: str | None = None,
+    ) -> FileRead:
+        data = {"format": format} if format else {}
+        if not header:
+            data["header"] = "false"
+        if column_names:
+            data["column_names"] = column_names
         with path.open("rb") as handle:
             return self._call(
-                FileRead, "POST", "/v1/files", files={"file": (path.name, handle)}, data=data
+                FileRead,
+                "POST",
+                "/v1/files",
+                files={"file": (path.name, handle)},
+                data=data or None,
             )
 
     def get_file(self, file_id: str) -> FileRead:

@@ -51,6 +51,14 @@ def add_client_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     upload.add_argument(
         "--format", choices=("csv", "tsv", "jsonl"), help="default: from the file name"
     )
+    upload.add_argument(
+        "--no-header",
+        action="store_true",
+        help="the file (CSV or TSV) has no header line: its columns are column_1 … column_n",
+    )
+    upload.add_argument(
+        "--column-names", help="with --no-header: the columns' names, comma-separated"
+    )
 
     for name, help_text, command in (
         ("download", "save a file as it was stored", commands.files_download),
@@ -162,7 +170,11 @@ def _add_create(
     )
     create.add_argument("--base-model", help="a base-models folder, a Hub id or mdl_…")
     create.add_argument("--train", metavar="FILE_ID", help="the uploaded training file")
-    create.add_argument("--validation", metavar="FILE_ID", help="the uploaded validation file")
+    create.add_argument(
+        "--validation",
+        metavar="FILE_ID",
+        help="the uploaded validation file (default: a held-out share of the train file)",
+    )
     create.add_argument("--text-column")
     create.add_argument("--text-pair-column")
     create.add_argument("--label-column")
@@ -171,4 +183,21 @@ def _add_create(
     create.add_argument("--batch-size", type=int, help="per-device train batch size")
     create.add_argument("--seed", type=int)
     create.add_argument("--metrics", help="comma-separated, e.g. accuracy,f1")
+    create.add_argument(
+        "--task",
+        choices=("single_label_classification", "regression", "multi_label_classification"),
+        help="default: inferred from the train file",
+    )
+    create.add_argument(
+        "--label-delimiter", help='multi-label: the label cell\'s separator, e.g. ","'
+    )
+    create.add_argument("--threshold", type=float, help="multi-label: a label is on from here")
+    create.add_argument(
+        "--label-names",
+        metavar="FILE",
+        help="names for the label values: a JSON object, or a text file of one name a line "
+        "(line n names value n-1, as GoEmotions' emotions.txt)",
+    )
+    create.add_argument("--class-weights", choices=("balanced",))
+    create.add_argument("--metric-for-best-model", help="default: the first metric")
     create.add_argument("--idempotency-key", help="the same key and spec return the same job")

@@ -196,9 +196,17 @@ def models_table(models: Sequence[ModelRead]) -> str:
 
 
 def prediction(answer: Prediction) -> str:
-    """The label, then each label's probability, most likely first."""
+    """The label (multi-label: the labels over the threshold; regression: the score), then
+    each label's probability, most likely first."""
+    if answer.score is not None:
+        return fields([("score", f"{answer.score:.4f}")])
     ranked = sorted(answer.scores.items(), key=lambda item: item[1], reverse=True)
-    return fields([("label", answer.label), *((f"  {k}", f"{v:.4f}") for k, v in ranked)])
+    head = (
+        ("labels", ", ".join(answer.labels) or "(none over the threshold)")
+        if answer.labels is not None
+        else ("label", answer.label)
+    )
+    return fields([head, *((f"  {k}", f"{v:.4f}") for k, v in ranked)])
 
 
 def size(value: int | None) -> str:

@@ -155,3 +155,46 @@ def test_an_unreachable_server_is_reported_readably(service: Service) -> None:
     assert result.returncode == 1
     assert f"cannot reach tuneserve at {url}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_headerless_multi_label_file_through_the_cli(service: Service, tmp_path: Path) -> None:
+    """GoEmotions' shape: no header line, label ids joined by ',', names in a list file."""
+    rows = sentiment_rows(120)
+    lines = [
+        f"{row['sentence']}\t{'0,2' if row['label'] == 'pos' else '1'}\tc{i}\n"
+        for i, row in enumerate(rows)
+    ]
+    (tmp_path / "train.tsv").write_text("".join(lines))
+    (tmp_path / "names.txt").write_text("positive\nnegative\nupbeat")
+    out = ok(
+        tuneserve(
+            service, "files", "upload", str(tmp_path / "train.tsv"), "--no-header",
+            "--column-names", "text,labels,id",
+        )
+    )  # fmt: skip
+    assert field(out, "columns") == "text, labels, id"
+    train = field(out, "id")
+    out = ok(
+        tuneserve(
+            service, "jobs", "create", "--base-model", "tiny", "--train", train,
+            "--text-column", "text", "--label-column", "labels", "--label-delimiter", ",",
+            "--label-names", str(tmp_path / "names.txt"), "--threshold", "0.4",
+            "--metric-for-best-model", "f1_micro", "--epochs", "1",
+        )
+    )  # fmt: skip
+    job_id = out.split()[0]
+    out = ok(tuneserve(service, "jobs", "watch", job_id))
+    assert f"job {job_id} succeeded" in out and "f1_micro" in out, out
+    model_id = out.splitlines()[-1].rsplit(" ", 1)[-1]
+    job = json.loads(ok(tuneserve(service, "jobs", "show", job_id, "--json")))["job"]
+    assert job["data"]["task"] == "multi_label_classification"
+    assert job["data"]["validation"]["source"] == "held_out"  # no --validation
+    out = ok(tuneserve(service, "predict", model_id, "a great movie"))
+    assert out.splitlines()[0].split()[0] == "labels"
+    assert {line.split()[0] for line in out.splitlines()[1:]} == {"positive", "negative", "upbeat"}
+    # --column-names without --no-header is a client-side mistake, said plainly.
+    refused = tuneserve(
+        service, "files", "upload", str(tmp_path / "train.tsv"), "--column-names", "a,b,c"
+    )
+    assert refused.returncode != 0 and "--no-header" in refused.stderr
+    assert "Traceback" not in refused.stderr

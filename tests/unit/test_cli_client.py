@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from app.client.credentials import MissingApiKey, resolve_api_key, resolve_url
-from app.client.http import ApiClient, ApiErrorResponse, ConnectionFailed
+from app.client.http import ApiClient, ApiErrorResponse, ClientError, ConnectionFailed
 from app.client.render import metrics_line, metrics_table, table
-from app.client.spec import build_spec
+from app.client.spec import build_spec, load_label_names
 from app.client.sse import SseMessage, parse_sse
 from app.client.stream import follow_events
 from app.client.watch import watch_job
@@ -270,3 +270,83 @@ def test_watch_prints_a_line_per_epoch_and_the_outcome(
     assert "epoch 1/2" in err and "4/4" in err and "epoch 2/2" in err
     assert "reconnecting after event 6" in err
     assert server.stream_requests == [None, "6"]
+
+
+def test_build_spec_carries_the_task_options() -> None:
+    spec = build_spec(
+        "tiny",
+        "f1",
+        None,
+        "text",
+        "labels",
+        task="multi_label_classification",
+        label_delimiter=",",
+        threshold=0.3,
+        label_names={"0": "admiration"},
+        class_weights="balanced",
+        metric_for_best_model="f1_micro",
+    )
+    assert spec["dataset"] == {"source": "files", "train_file_id": "f1"}
+    assert spec["task"] == "multi_label_classification" and spec["label_delimiter"] == ","
+    assert spec["threshold"] == 0.3 and spec["label_names"] == {"0": "admiration"}
+    assert spec["hyperparameters"] == {
+        "class_weights": "balanced",
+        "metric_for_best_model": "f1_micro",
+    }
+
+
+def test_label_names_from_a_list_file_or_json(tmp_path: Path) -> None:
+    listing = tmp_path / "emotions.txt"
+    listing.write_text("admiration\namusement\nneutral")  # GoEmotions: no final newline
+    assert load_label_names(listing) == {"0": "admiration", "1": "amusement", "2": "neutral"}
+    mapping = tmp_path / "names.json"
+    mapping.write_text('{"0": "not_equivalent", "1": "equivalent"}')
+    assert load_label_names(mapping) == {"0": "not_equivalent", "1": "equivalent"}
+    mapping.write_text('{"0": 1}')
+    with pytest.raises(ClientError, match="must map"):
+        load_label_names(mapping)
+
+
+def test_headerless_upload_sends_header_false_and_the_names(tmp_path: Path) -> None:
+    seen: list[bytes] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        seen.append(request.read())
+        return httpx.Response(
+            201,
+            json={
+                "id": "file_1",
+                "filename": "cola.tsv",
+                "format": "tsv",
+                "size_bytes": 4,
+                "row_count": 1,
+                "columns": ["source", "label"],
+                "header": False,
+                "created_at": "2026-11-25T00:00:00Z",
+            },
+        )
+
+    path = tmp_path / "cola.tsv"
+    path.write_text("gj04\t1\n")
+    api = ApiClient("http://test", "k", transport=httpx.MockTransport(server))
+    with api:
+        api.upload_file(path, None, header=False, column_names="source,label")
+    assert b'name="header"\r\n\r\nfalse' in seen[0]
+    assert b'name="column_names"\r\n\r\nsource,label' in seen[0]
+
+
+def test_predictions_read_per_task() -> None:
+    from app.client.render import prediction
+    from app.models.schemas import Prediction
+
+    multi = Prediction(
+        label="joy", scores={"joy": 0.9, "anger": 0.1, "love": 0.6}, labels=["joy", "love"]
+    )
+    lines = [line.split(None, 1) for line in prediction(multi).splitlines()]
+    assert lines[:3] == [["labels", "joy, love"], ["joy", "0.9000"], ["love", "0.6000"]]
+    none = Prediction(label="joy", scores={"joy": 0.2}, labels=[])
+    assert "(none over the threshold)" in prediction(none)
+    score = Prediction(label="score", scores={"score": 3.25}, score=3.25)
+    assert prediction(score) == "score  3.2500"
+    single = Prediction(label="pos", scores={"pos": 0.7, "neg": 0.3})
+    assert prediction(single).splitlines()[0].split() == ["label", "pos"]
