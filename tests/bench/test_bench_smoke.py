@@ -36,6 +36,7 @@ SMOKED = {
     "class_weights.py",
     "stream_watchers.py",
     "keep_checkpoint.py",
+    "glue.py",
 }
 
 
@@ -210,3 +211,13 @@ def test_stream_watchers() -> None:
 def test_keep_checkpoint() -> None:
     result = run("keep_checkpoint.py", "--repeats", "2")
     assert "keep (hard links), median" in result.stdout
+
+
+@pytest.mark.slow
+def test_glue(tmp_path: Path) -> None:
+    require_shared("glue/CoLA/train.tsv")
+    # CoLA: a headerless upload with column names, a metric other than the defaults.
+    run("glue.py", "--tasks", "CoLA", "--max-train-rows", "24", "--max-dev-rows", "16",
+        "--out", str(tmp_path), timeout=600)  # fmt: skip
+    table = run("glue.py", "--markdown", str(tmp_path / "glue.json")).stdout
+    assert "| CoLA | 24 / 16 | matthews_correlation |" in table, table
