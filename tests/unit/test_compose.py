@@ -32,7 +32,7 @@ def test_every_tuneserve_process_points_at_the_same_store() -> None:
         env = services[name]["environment"]
         assert env["TUNESERVE_STORAGE_URL"].startswith("s3://"), name
         assert env["TUNESERVE_S3_ENDPOINT"] == "http://seaweedfs:8333", name
-        assert "seaweedfs" in services["api"]["depends_on"]
+        assert "seaweedfs-init" in services["api"]["depends_on"]
 
 
 def test_the_store_accepts_the_services_default_keys() -> None:
