@@ -4,7 +4,16 @@ Callers name objects by key (`files/<id>.<fmt>`, `models/<id>/<name>`, `checkpoi
 `outputs/…`) and never by a path, so an object-store backend can replace the local one.
 """
 
-from app.storage.base import ObjectInfo, Storage, StorageKeyError, check_key, check_prefix
+from app.storage.base import (
+    ObjectInfo,
+    Storage,
+    StorageConfigError,
+    StorageError,
+    StorageIntegrityError,
+    StorageKeyError,
+    check_key,
+    check_prefix,
+)
 from app.storage.lifecycle import after_commit, delete_after_commit, get_storage
 from app.storage.local import LocalStorage
 
@@ -12,6 +21,9 @@ __all__ = [
     "LocalStorage",
     "ObjectInfo",
     "Storage",
+    "StorageConfigError",
+    "StorageError",
+    "StorageIntegrityError",
     "StorageKeyError",
     "check_key",
     "after_commit",
