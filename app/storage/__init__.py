@@ -14,7 +14,7 @@ from app.storage.base import (
     check_key,
     check_prefix,
 )
-from app.storage.lifecycle import after_commit, delete_after_commit, get_storage
+from app.storage.lifecycle import after_commit, check_storage, delete_after_commit, get_storage
 from app.storage.local import LocalStorage
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "StorageIntegrityError",
     "StorageKeyError",
     "check_key",
+    "check_storage",
     "after_commit",
     "check_prefix",
     "delete_after_commit",

@@ -1,6 +1,8 @@
 """The process's storage, and removals that wait for the database commit."""
 
 import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -9,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.storage.base import Storage
+from app.storage.base import Storage, StorageConfigError
 from app.storage.cache import LocalCache
 from app.storage.local import LocalStorage
 from app.storage.s3 import ObjectStorage, s3_store
@@ -61,6 +63,35 @@ def _object_storage(
         retry_seconds=retry_seconds,
     )
     return ObjectStorage(store, LocalCache(cache_dir, cache_bytes), url, retry_seconds)
+
+
+def check_storage(settings: Settings, *, forks_later: bool = False) -> None:
+    """Fail with StorageConfigError now when the store cannot be used (a process's start).
+
+    obstore's runtime does not survive a fork: a process that forks later (the Celery worker,
+    whose pool processes train) must not touch the object store itself, so with `forks_later`
+    the check runs in a child process of its own."""
+    if not forks_later or not settings.storage_url:
+        get_storage(settings).check()
+        return
+    done = subprocess.run(
+        [sys.executable, "-c", "from app.storage.lifecycle import _check_main; _check_main()"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["the storage check failed"]
+        raise StorageConfigError(lines[-1])
+
+
+def _check_main() -> None:
+    from app.core.config import get_settings
+
+    try:
+        get_storage(get_settings()).check()
+    except StorageConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

@@ -67,6 +67,14 @@ class S3Server:
         """Every object key under `prefix` (relative to it), markers included."""
         return sorted(meta["path"] for chunk in obstore.list(self.store(prefix)) for meta in chunk)
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Every object under `prefix` with its size."""
+        return {
+            meta["path"]: meta["size"]
+            for chunk in obstore.list(self.store(prefix))
+            for meta in chunk
+        }
+
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
         """The server stopped (SIGSTOP) for the block: requests hang, as on a dead network."""
