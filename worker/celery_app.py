@@ -48,7 +48,8 @@ def _check_storage(**_kwargs: Any) -> None:
 
 @worker_ready.connect
 def _start_reaper(**_kwargs: Any) -> None:
-    start_reaper_thread(get_settings(), _reaper_stop)
+    # Never the object store here: obstore's runtime does not survive the pool's forks.
+    start_reaper_thread(get_settings(), _reaper_stop, sweep_store=False)
 
 
 @worker_process_init.connect

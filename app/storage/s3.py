@@ -72,6 +72,7 @@ class _Object:
 
 
 _Objects = list[_Object]  # `list` is a method name in the class below
+_Names = list[str]
 
 
 class ObjectStorage:
@@ -271,6 +272,24 @@ class ObjectStorage:
 
     def size(self, prefix: str) -> int:
         return sum(info.size for info in self.list(prefix))
+
+    def stale_entries(self, prefix: str, older_than: float) -> _Names:
+        """The names directly under `prefix` (an object `<prefix><name>` or a folder of them)
+        whose newest object, hidden ones included, was written before `older_than` (a Unix
+        time): the sweep's candidates."""
+        check_prefix(prefix)
+        newest: dict[str, float] = {}
+
+        def collect() -> None:
+            newest.clear()
+            for chunk in obstore.list(self.store, prefix, chunk_size=1000):
+                for meta in chunk:
+                    name = meta["path"][len(prefix) :].split("/", 1)[0]
+                    stamp = meta["last_modified"].timestamp()
+                    newest[name] = max(stamp, newest.get(name, stamp))
+
+        self._call(prefix, collect)
+        return sorted(name for name, stamp in newest.items() if stamp < older_than)
 
     @contextmanager
     def local_dir(self, prefix: str) -> Iterator[Path]:
