@@ -176,7 +176,12 @@ class ObjectStorage:
 
     def put_tree(self, prefix: str, source: Path) -> int:
         check_prefix(prefix)
-        files = sorted(p for p in source.rglob("*") if p.is_file())
+        # Hidden files (temp files of a writer) are no part of a tree, as on the local backend.
+        files = sorted(
+            p
+            for p in source.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
+        )
         names = [p.relative_to(source).as_posix() for p in files]
         for name in names:
             check_key(prefix + name)
