@@ -26,12 +26,18 @@ class LocalCache:
         self.root = root
         self.max_bytes = max_bytes
 
+    def versions(self, name: str) -> list[Path]:
+        """The entry folders of `name` at any version (to reuse unchanged files from)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(self.root.glob(f"{_name_digest(name)}-*"))
+
     @contextmanager
     def entry(self, name: str, version: str, fill: Callable[[Path], None]) -> Iterator[Path]:
         """The entry folder of `name` at `version` (made by `fill(folder)` when missing), held
         for the block."""
         self.root.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+        digest = _name_digest(name)
         folder = self.root / f"{digest}-{hashlib.sha256(version.encode()).hexdigest()[:16]}"
         while True:
             fd = self._hold(folder)
@@ -105,6 +111,10 @@ class LocalCache:
             os.close(fd)
         shutil.rmtree(doomed, ignore_errors=True)
         return True
+
+
+def _name_digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:24]
 
 
 def _size(folder: Path) -> int:

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"
 PENDING = "_pending"
+# A cached copy of a tree is `<entry>/tree/`, with the ETag of each file in `<entry>/etags.json`.
+_TREE, _ETAGS = "tree", "etags.json"
 _MARKERS = (MANIFEST, PENDING)
 _CHUNK = 1024 * 1024
 _PART = 8 * 1024 * 1024  # multipart part size of put_file and put_tree
@@ -306,31 +309,62 @@ class ObjectStorage:
         objects = self._visible(self._list(prefix))
         version = "\n".join(f"{o.key}\t{o.size}\t{o.etag}" for o in objects)
 
-        def fill(folder: Path) -> None:
-            self._download_tree(prefix, manifest, objects, folder)
+        def fill(entry: Path) -> None:
+            reusable = self._cached_etags(prefix)
+            etags = self._download_tree(prefix, manifest, objects, entry / _TREE, reusable)
+            (entry / _ETAGS).write_text(json.dumps(etags))
 
-        with self.cache.entry(prefix, version, fill) as folder:
-            yield folder
+        with self.cache.entry(prefix, version, fill) as entry:
+            yield entry / _TREE
+
+    def _cached_etags(self, prefix: str) -> dict[tuple[str, str], Path]:
+        """Files of older cached copies of the tree by (name, ETag): a tree whose card was
+        rewritten is fetched again without its unchanged weights."""
+        found: dict[tuple[str, str], Path] = {}
+        for older in self.cache.versions(prefix):
+            with contextlib.suppress(OSError, ValueError):
+                etags = json.loads((older / _ETAGS).read_text())
+                for name, etag in etags.items():
+                    found[(name, etag)] = older / _TREE / name
+        return found
 
     def _download_tree(
-        self, prefix: str, manifest: dict[str, Any], objects: _Objects, folder: Path
-    ) -> None:
+        self,
+        prefix: str,
+        manifest: dict[str, Any],
+        objects: _Objects,
+        folder: Path,
+        reusable: dict[tuple[str, str], Path],
+    ) -> dict[str, str]:
+        """Download the tree into `folder`, verified; the ETag of each file."""
         committed = {str(e["name"]): e for e in manifest["files"]}
         present = {o.key[len(prefix) :] for o in objects}
         missing = sorted(set(committed) - present)
         if missing:
             raise FileNotFoundError(f"{prefix}{missing[0]} (listed in the manifest) is gone")
+        folder.mkdir()
+        etags = {}
         for obj in objects:
             name = obj.key[len(prefix) :]
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
+            etags[name] = obj.etag
+            older = reusable.get((name, obj.etag))
+            if older is not None and obj.etag:
+                try:
+                    os.link(older, target)  # verified when it was downloaded
+                    continue
+                except OSError:
+                    pass  # evicted meanwhile
             etag, digest, size = self._download(obj.key, target)
+            etags[name] = etag
             entry = committed.get(name)
             # A file rewritten since the commit (a new ETag) has no recorded digest to match.
             if entry is None or etag != entry["etag"]:
                 continue
             if (digest, size) != (entry["sha256"], entry["size"]):
                 raise StorageIntegrityError(f"{obj.key} does not match the sha256 of its manifest")
+        return etags
 
     def _download(self, key: str, target: Path) -> tuple[str, str, int]:
         """Stream the object into `target`; its ETag, sha256 and size."""

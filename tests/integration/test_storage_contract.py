@@ -408,3 +408,15 @@ def _forward(port: int, target: int) -> None:
             threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
+
+
+def test_a_rewritten_card_fetches_only_the_card_again(s3: ObjectStorage, tmp_path: Path) -> None:
+    source = folder(tmp_path, {"config.json": b"{}", "model.safetensors": b"w" * 5000})
+    s3.put_tree("models/mdl_r/", source)
+    with s3.local_dir("models/mdl_r/") as first:
+        weights = (first / "model.safetensors").stat().st_ino
+    s3.put("models/mdl_r/README.md", b"# evaluated")
+    with s3.local_dir("models/mdl_r/") as second:
+        assert second != first
+        assert (second / "README.md").read_bytes() == b"# evaluated"
+        assert (second / "model.safetensors").stat().st_ino == weights  # linked, not fetched
