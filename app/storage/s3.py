@@ -109,7 +109,8 @@ class ObjectStorage:
                 text = str(exc)
                 if _is_refusal(text):
                     raise StorageConfigError(_refused(exc)) from exc
-                if "timed out" not in text.lower() or time.monotonic() + delay > deadline:
+                timed_out = "timed out" in text.lower() or "timeout" in text.lower()
+                if not timed_out or time.monotonic() + delay > deadline:
                     raise StorageError(
                         f"object store error on {what}: {_first_line(text)}"
                     ) from exc
