@@ -14,6 +14,7 @@ from pathlib import Path
 from app.client.parser import add_client_commands
 from app.core.config import Settings, get_settings
 from app.core.redact import display_url
+from app.storage.base import StorageConfigError
 
 logger = logging.getLogger("tuneserve")
 
@@ -34,11 +35,19 @@ def _worker_argv(settings_queue: str, loglevel: str) -> list[str]:
     ]
 
 
+def check_storage(settings: Settings, forks_later: bool = False) -> None:
+    """A store that cannot be used stops the process at its start (see main)."""
+    from app.storage import check_storage as check
+
+    check(settings, forks_later=forks_later)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from worker.celery_app import celery
 
     settings = get_settings()
     settings.ensure_dirs()
+    check_storage(settings, forks_later=True)  # the pool processes are forked
     celery.worker_main(_worker_argv(settings.queue_name, args.loglevel))
     return 0
 
@@ -46,6 +55,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    check_storage(get_settings())
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -74,6 +84,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings.ensure_dirs()
+    check_storage(settings)
     upgrade_to_head(settings.sqlalchemy_url)  # before the worker starts polling its tables
     _announce_first_key(settings)
     print(f"tuneserve: data in {settings.resolved_data_dir}", flush=True)
@@ -222,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except StorageConfigError as exc:  # one clear line, not a stack trace
+        print(f"tuneserve: {exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

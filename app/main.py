@@ -29,6 +29,7 @@ from app.models.manage import router as model_manage_router
 from app.observability.api import install_metrics
 from app.predict.admission import PredictAdmissionMiddleware
 from app.predict.service import PredictService
+from app.storage import StorageConfigError, check_storage
 from app.ui.endpoints import router as ui_router
 from app.ui.endpoints import static_files as ui_static_files
 from app.usage.endpoints import router as usage_router
@@ -40,6 +41,11 @@ logger = logging.getLogger(__name__)
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     settings.ensure_dirs()
+    try:
+        check_storage(settings)  # `tuneserve api` checked already; this is for other servers
+    except StorageConfigError as exc:
+        logger.error("%s", exc)
+        raise SystemExit(1) from None
     upgrade_to_head(settings.sqlalchemy_url)
     # The one-off bf16 matmul probe, before any request waits on it (any request may ask for
     # "auto"), on the forward thread: torch run on this thread would start a second OpenMP

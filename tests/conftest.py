@@ -5,10 +5,14 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.postgres import fresh_database
+
+if TYPE_CHECKING:
+    from tests.support.seaweedfs import S3Server
 from tests.support.tiny_model import build_tiny_model
 
 REDIS_URL = os.environ.get("TUNESERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -50,6 +54,29 @@ def reset_caches() -> None:
     ):
         cached.cache_clear()
     app.queue._celery = None
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["S3Server"]:
+    """A real S3 server for the session (started on first use): the one the environment names
+    (TUNESERVE_TEST_S3_ENDPOINT, as .ci/run starts), else a SeaweedFS of our own."""
+    from tests.support import seaweedfs
+
+    server = seaweedfs.from_env()
+    if server is not None:
+        try:
+            seaweedfs.wait_ready(server, timeout=10)
+        except RuntimeError:
+            server = None  # not up after all: start our own
+    if server is None:
+        try:
+            server = seaweedfs.start(tmp_path_factory.mktemp("seaweedfs"))
+        except (OSError, RuntimeError) as exc:
+            if os.environ.get("CI"):
+                pytest.fail(f"could not start SeaweedFS: {exc}")
+            pytest.skip(f"could not start SeaweedFS: {exc}")
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

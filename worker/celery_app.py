@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from billiard import process as billiard_process
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
 
 from app.core.config import get_settings
 from app.jobs.reaper import start_reaper_thread
@@ -32,9 +32,24 @@ def train_job(job_id: str) -> str:
     return run_job(get_settings(), job_id)
 
 
+@worker_init.connect
+def _check_storage(**_kwargs: Any) -> None:
+    """A store that cannot be used ends the worker at its start, with one line (`tuneserve
+    worker` checked already; this is for `celery -A worker.celery_app worker`). Never the
+    object store in this process itself: its pool processes are forked from it."""
+    from app.storage import StorageConfigError, check_storage
+
+    try:
+        check_storage(get_settings(), forks_later=True)
+    except StorageConfigError as exc:
+        print(f"tuneserve worker: {exc}", file=sys.stderr, flush=True)
+        os._exit(1)  # Celery logs and swallows what a signal handler raises
+
+
 @worker_ready.connect
 def _start_reaper(**_kwargs: Any) -> None:
-    start_reaper_thread(get_settings(), _reaper_stop)
+    # Never the object store here: obstore's runtime does not survive the pool's forks.
+    start_reaper_thread(get_settings(), _reaper_stop, sweep_store=False)
 
 
 @worker_process_init.connect

@@ -188,11 +188,13 @@ def _train_and_finish(
     _write_card(model, result, result.model_dir)
     # put_tree: nothing is visible under models/<id>/ until the whole folder is.
     model.size_bytes = storage.put_tree(model_prefix(model_id), result.model_dir)
-    # The kept epoch weights move out of the job's folder with the commit.
+    # The kept epoch weights move out of the job's folder with the commit, each epoch a tree
+    # of its own (`epoch-<n>-a<attempt>/`: a name no other attempt writes).
     epochs, kept = settings.jobs_dir / fence.job_id / "epochs", checkpoints_prefix(fence.job_id)
     moved = None
     if epochs.is_dir():
-        storage.put_tree(kept, epochs)
+        for epoch in sorted(p for p in epochs.iterdir() if p.is_dir() and p.name[0] != "."):
+            storage.put_tree(f"{kept}{epoch.name}/", epoch)
         moved = (f"{epochs.relative_to(settings.resolved_data_dir).as_posix()}/", kept)
     ended = _finish(fence, lambda repo: repo.succeed(fence, model, result.stopped_early, moved))
     if ended is not JobStatus.succeeded:

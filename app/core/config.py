@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.precision import ServingPrecision
@@ -19,6 +19,23 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     base_models_dir: Path | None = None
     queue_name: str = "tuneserve-training"
+
+    # Where uploads, models, kept checkpoints and produced files are stored: empty for the data
+    # directory, or an object store URL (`s3://bucket/prefix`; see docs/deployment.md).
+    storage_url: str = ""
+    # An S3-compatible server other than AWS (SeaweedFS, MinIO, GCS's interoperability API);
+    # an http:// endpoint is allowed as given.
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # Object-store requests that fail for a passing reason (refused connection, 5xx, timeout)
+    # are retried with exponential backoff for up to this long.
+    storage_retry_seconds: float = 60.0
+    # Local copies of stored objects for libraries that read paths (from_pretrained, pandas):
+    # downloaded once, kept up to this many bytes, least recently used out first.
+    storage_cache_dir: Path | None = None
+    storage_cache_bytes: int = 20 * 1024**3
 
     # Worker leases: a running job's worker renews its lease every heartbeat; a job whose lease
     # has expired is taken over by the reaper.
@@ -119,6 +136,12 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_storage_cache_dir(self) -> Path:
+        if self.storage_cache_dir is not None:
+            return self.storage_cache_dir.expanduser().resolve()
+        return self.resolved_data_dir / "cache"
 
     @property
     def sqlalchemy_url(self) -> str:

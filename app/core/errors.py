@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.storage.base import StorageError
+
 logger = logging.getLogger(__name__)
 
 
@@ -58,7 +60,7 @@ _DESCRIPTIONS = {
     415: "Unsupported file format",
     422: "Invalid request",
     429: "Over a limit of this tenant (queued jobs, open streams, predict queue); retry after Retry-After",
-    503: "Database unavailable; retry",
+    503: "Database or object store unavailable; retry",
 }
 
 
@@ -147,6 +149,15 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.warning("database unavailable: %s", exc)
         return JSONResponse(
             error_body("database_unavailable", "The database is unavailable; retry shortly."),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(StorageError)
+    async def _storage_down(_request: Request, exc: StorageError) -> JSONResponse:
+        logger.warning("object store unavailable: %s", exc)
+        return JSONResponse(
+            error_body("storage_unavailable", "The object store is unavailable; retry shortly."),
             status_code=503,
             headers={"Retry-After": "5"},
         )

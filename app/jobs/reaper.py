@@ -52,7 +52,11 @@ def reap_once(settings: Settings) -> dict[str, int]:
     return counts
 
 
-def start_reaper_thread(settings: Settings, stop: threading.Event) -> threading.Thread:
+def start_reaper_thread(
+    settings: Settings, stop: threading.Event, sweep_store: bool = True
+) -> threading.Thread:
+    """`sweep_store`: also sweep the object store (not in the Celery parent, which forks)."""
+
     def loop() -> None:
         last_sweep = time.monotonic()
         while not stop.wait(settings.reaper_interval_seconds):
@@ -60,7 +64,7 @@ def start_reaper_thread(settings: Settings, stop: threading.Event) -> threading.
                 reap_once(settings)
                 if time.monotonic() - last_sweep >= settings.sweep_interval_seconds:
                     last_sweep = time.monotonic()
-                    sweep_leftovers(settings)
+                    sweep_leftovers(settings, store=sweep_store)
             except Exception:
                 logger.exception("reaper pass failed; retrying next interval")
 

@@ -1,6 +1,6 @@
 """Removes what no database row owns: model folders whose commit never happened, folders of
 jobs that have ended (checkpoints of a worker that died, or of attempts superseded), and
-upload leftovers. Only entries older than TUNESERVE_SWEEP_GRACE_SECONDS are touched, so a
+upload leftovers, on disk and in the object store. Only entries older than TUNESERVE_SWEEP_GRACE_SECONDS are touched, so a
 model folder renamed into place an instant before its row commits is never taken."""
 
 import logging
@@ -14,6 +14,8 @@ from app.files.repository import FileRepository
 from app.jobs.repository import JobRepository
 from app.jobs.states import JobStatus
 from app.models.repository import ModelRepository
+from app.storage import get_storage
+from app.storage.s3 import ObjectStorage
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +41,42 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def sweep_leftovers(settings: Settings) -> dict[str, int]:
-    """One sweep; returns how many entries of each kind it removed."""
+def _sweep_store(storage: ObjectStorage, grace: float, removed: dict[str, int]) -> None:
+    """Models whose row never committed (their tree whole or not), kept epochs of jobs that
+    did not succeed, and files without a row, in the object store."""
+    cutoff = time.time() - grace
+    models = storage.stale_entries("models/", cutoff)
+    with session_scope() as session:
+        owned = ModelRepository(session).existing_ids(models)
+    for name in models:
+        if name not in owned:
+            storage.delete_prefix(f"models/{name}/")
+            removed["models"] += 1
+    kept = storage.stale_entries("checkpoints/", cutoff)
+    with session_scope() as session:
+        statuses = JobRepository(session).statuses(kept)
+    for name in kept:
+        if statuses.get(name) is not JobStatus.succeeded:
+            storage.delete_prefix(f"checkpoints/{name}/")
+            removed["checkpoints"] += 1
+    files = storage.stale_entries("files/", cutoff)
+    with session_scope() as session:
+        known = FileRepository(session).existing_ids([name.split(".")[0] for name in files])
+    for name in files:
+        if name.split(".")[0] not in known:
+            storage.delete(f"files/{name}")
+            removed["uploads"] += 1
+
+
+def sweep_leftovers(settings: Settings, store: bool = True) -> dict[str, int]:
+    """One sweep; returns how many entries of each kind it removed. `store`: the object store
+    too, when one is configured (never in a process that forks: see check_storage)."""
     grace = settings.sweep_grace_seconds
     removed = {"models": 0, "jobs": 0, "uploads": 0, "checkpoints": 0}
+    if store and settings.storage_url:
+        storage = get_storage(settings)
+        if isinstance(storage, ObjectStorage):
+            _sweep_store(storage, grace, removed)
 
     models = _old_entries(settings.models_dir, grace)
     with session_scope() as session:

@@ -4,16 +4,29 @@ Callers name objects by key (`files/<id>.<fmt>`, `models/<id>/<name>`, `checkpoi
 `outputs/…`) and never by a path, so an object-store backend can replace the local one.
 """
 
-from app.storage.base import ObjectInfo, Storage, StorageKeyError, check_key, check_prefix
-from app.storage.lifecycle import after_commit, delete_after_commit, get_storage
+from app.storage.base import (
+    ObjectInfo,
+    Storage,
+    StorageConfigError,
+    StorageError,
+    StorageIntegrityError,
+    StorageKeyError,
+    check_key,
+    check_prefix,
+)
+from app.storage.lifecycle import after_commit, check_storage, delete_after_commit, get_storage
 from app.storage.local import LocalStorage
 
 __all__ = [
     "LocalStorage",
     "ObjectInfo",
     "Storage",
+    "StorageConfigError",
+    "StorageError",
+    "StorageIntegrityError",
     "StorageKeyError",
     "check_key",
+    "check_storage",
     "after_commit",
     "check_prefix",
     "delete_after_commit",

@@ -15,6 +15,18 @@ class StorageKeyError(ValueError):
     """A key that is not one this service makes (absolute, `..`, odd characters)."""
 
 
+class StorageError(OSError):
+    """The store could not do what was asked (after retries); the API answers 503."""
+
+
+class StorageConfigError(StorageError):
+    """The store is misconfigured (credentials refused, no such bucket, unreachable at start)."""
+
+
+class StorageIntegrityError(StorageError):
+    """A downloaded object does not match the sha256 its tree's manifest recorded."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -39,7 +51,14 @@ def check_prefix(prefix: str) -> str:
 
 class Storage(Protocol):
     """Objects by key. Writes are all-or-nothing: a reader sees a whole object or none, and
-    `put_tree` makes a folder visible only once every file of it is stored."""
+    `put_tree` makes a folder visible only once every file of it is stored. A tree is written
+    once: `put_tree` onto a prefix that holds a stored tree raises FileExistsError (files may
+    still be `put` into a stored tree later, like a model's rewritten card)."""
+
+    def check(self) -> None:
+        """A cheap call that fails at start with StorageConfigError when the store cannot be
+        used (credentials refused, no bucket, unreachable)."""
+        ...
 
     def put(self, key: str, data: bytes) -> None:
         """Store `data` under `key`, replacing what was there."""
@@ -51,7 +70,8 @@ class Storage(Protocol):
 
     def put_tree(self, prefix: str, source: Path) -> int:
         """Store every file of the local folder `source` (flat) under `prefix`; the bytes
-        stored. `source` is consumed. Nothing is visible under `prefix` until all of it is."""
+        stored. `source` is consumed. Nothing is visible under `prefix` until all of it is;
+        FileExistsError when `prefix` already holds a stored tree."""
         ...
 
     def get(self, key: str) -> bytes:

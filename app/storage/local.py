@@ -28,6 +28,9 @@ class LocalStorage:
     def _dir(self, prefix: str) -> Path:
         return self.root / check_prefix(prefix)[:-1]
 
+    def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
     def put(self, key: str, data: bytes) -> None:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -57,13 +60,13 @@ class LocalStorage:
         try:
             _move(source, staging)
             size = _tree_size(staging)
-            old = None
-            if target.exists():
-                old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-                os.replace(target, old)
-            os.replace(staging, target)  # the whole folder appears at once
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            try:
+                # A rename onto an existing non-empty folder fails: a tree is written once.
+                os.rename(staging, target)  # the whole folder appears at once
+            except OSError as exc:
+                if target.exists():
+                    raise FileExistsError(f"{prefix} is already stored") from exc
+                raise
             return size
         finally:
             shutil.rmtree(staging, ignore_errors=True)
