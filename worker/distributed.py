@@ -192,9 +192,7 @@ def run_distributed(
     raise _failure(control, processes, code, lease.stop_reason)
 
 
-def _failure(
-    control: Control, processes: int, code: int, asked: StopReason | None
-) -> Exception:
+def _failure(control: Control, processes: int, code: int, asked: StopReason | None) -> Exception:
     """What a run that did not end well raises, from the ranks' own reports first."""
     reports = [read_json(control.result(rank)) for rank in range(processes)]
     for report in reports:

@@ -2,6 +2,7 @@
 events as on one process, one model; a cancel and a kill -9 of the worker leave no rank."""
 
 import os
+import re
 import signal
 import time
 import uuid
@@ -20,23 +21,27 @@ from worker.distributed import ENTRY_MODULE
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def service(
-    tmp_path: Path, tiny_model_dir: Path, postgres_url: str, redis_url: str
-) -> Iterator[Service]:
-    env = {
+def make_service(tmp_path: Path, tiny_model_dir: Path, pg: str, redis: str, **env: str) -> Service:
+    base = {
         "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
         "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
         "TUNESERVE_QUEUE_NAME": f"ddp-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
-        "TUNESERVE_DATABASE_URL": postgres_url,
-        "TUNESERVE_BROKER_URL": redis_url,
+        "TUNESERVE_DATABASE_URL": pg,
+        "TUNESERVE_BROKER_URL": redis,
         "TUNESERVE_HEARTBEAT_SECONDS": "0.5",
         "TUNESERVE_LEASE_SECONDS": "6",
         "TUNESERVE_REAPER_INTERVAL_SECONDS": "1",
         "TUNESERVE_FAULT_INJECTION_STEP_DELAY_SECONDS": "0.05",
         "HF_HUB_OFFLINE": "1",
     }
-    service = Service(env, tmp_path, embedded=False)
+    return Service({**base, **env}, tmp_path, embedded=False)
+
+
+@pytest.fixture
+def service(
+    tmp_path: Path, tiny_model_dir: Path, postgres_url: str, redis_url: str
+) -> Iterator[Service]:
+    service = make_service(tmp_path, tiny_model_dir, postgres_url, redis_url)
     try:
         yield service.start()
     finally:
@@ -85,12 +90,14 @@ def event_types(service: Service, job_id: str) -> Counter[str]:
     return Counter(event["type"] for event in events)
 
 
-def test_two_processes_match_one(service: Service) -> None:
+def test_two_processes_match_one_and_a_cancel_ends_every_rank(service: Service) -> None:
     train, dev = service.upload(sentiment_rows(160)), service.upload(sentiment_rows(40, seed=1))
     one = service.create_job(spec(train, dev, processes=1))
     two = service.create_job(spec(train, dev, processes=2))
     for job in (one, two):
-        assert service.wait_for(job["id"], timeout=240)["status"] == "succeeded", service.logs()
+        done = service.wait_for(job["id"], timeout=240)
+        assert done["status"] == "succeeded", service.logs()
+        assert done["progress"]["step"] == done["progress"]["total_steps"] == 40
     rows = {name: service.metrics(job["id"]) for name, job in (("one", one), ("two", two))}
     assert [(r["epoch"], r["step"]) for r in rows["two"]] == [(1, 20), (2, 40)]
     assert [(r["epoch"], r["step"]) for r in rows["one"]] == [(1, 20), (2, 40)]
@@ -106,9 +113,7 @@ def test_two_processes_match_one(service: Service) -> None:
     assert "trains on 2 processes" in service.logs()
     assert rank_processes(two["id"]) == []
 
-
-def test_cancel_ends_every_rank(service: Service) -> None:
-    train, dev = service.upload(sentiment_rows(160)), service.upload(sentiment_rows(40, seed=1))
+    # A cancel reaches every rank.
     job = service.create_job(spec(train, dev, processes=2, epochs=50))
     wait_until(lambda: service.job(job["id"])["progress"]["step"] > 3)
     assert len(rank_processes(job["id"])) == 3  # the launcher and two ranks
@@ -137,3 +142,46 @@ def test_worker_killed_leaves_no_rank_and_the_job_resumes(service: Service) -> N
     with service.client() as client:
         models = client.get("/v1/models").json()["data"]
     assert [m["job_id"] for m in models] == [job["id"]]
+
+
+def test_warm_shutdown_checkpoints_every_rank_and_the_job_resumes(service: Service) -> None:
+    train, dev = service.upload(sentiment_rows(160)), service.upload(sentiment_rows(40, seed=1))
+    job = service.create_job(spec(train, dev, processes=2, epochs=3))
+    wait_until(lambda: service.job(job["id"])["progress"]["epoch"] > 1.2)
+    worker = service.processes["worker"]
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=90)
+    assert rank_processes(job["id"]) == []
+    state = service.job(job["id"])
+    assert state["status"] == "queued" and state["error"] is None
+    service.start_worker("worker2")
+    done = service.wait_for(job["id"], timeout=240)
+    assert done["status"] == "succeeded", service.logs()
+    assert done["attempts"] == 2
+    assert [row["epoch"] for row in service.metrics(job["id"])] == [1, 2, 3]
+    (step,) = [int(n) for n in re.findall(r"resumes from \S*checkpoint-(\d+)", service.logs())]
+    assert 20 < step < 40  # a checkpoint taken mid-epoch 2, at the step where the ranks stopped
+
+
+def test_a_crashing_rank_fails_the_attempt(
+    tmp_path: Path, tiny_model_dir: Path, postgres_url: str, redis_url: str
+) -> None:
+    service = make_service(
+        tmp_path, tiny_model_dir, postgres_url, redis_url, TUNESERVE_MAX_ATTEMPTS="1"
+    )
+    try:
+        service.start()
+        long_rows = [{"sentence": " ".join(["good"] * 120), "label": "pos"} for _ in range(8)]
+        long_rows += [{"sentence": " ".join(["bad"] * 120), "label": "neg"} for _ in range(8)]
+        poison = service.upload(long_rows)
+        # max_length 128 exceeds the tiny model's 64 positions: every rank crashes in forward.
+        hyperparameters = {"num_train_epochs": 1, "max_length": 128, "processes": 2}
+        job = service.create_job(tiny_spec(poison, poison, hyperparameters=hyperparameters))
+        failed = service.wait_for(job["id"], timeout=240)
+        assert failed["status"] == "failed"
+        assert failed["error"]["code"] == "training_error"
+        # The rank's own error, as a crash of the one-process path reads.
+        assert "RuntimeError: The size of tensor a" in failed["error"]["message"]
+        assert rank_processes(job["id"]) == []
+    finally:
+        service.stop()
