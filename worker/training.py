@@ -19,6 +19,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.training_args import ParallelMode
 from transformers.utils import logging as hf_logging
 
 from app.core.config import Settings
@@ -204,7 +205,8 @@ def training_arguments(
         dataloader_pin_memory=torch.cuda.is_available(),
         train_sampling_strategy="group_by_length" if hp.group_by_length else "random",
         bf16=bf16,
-        use_cpu=bf16 and not torch.cuda.is_available(),  # bf16 autocast on the CPU
+        # bf16 autocast on the CPU; with several processes, Accelerate's gloo DDP
+        use_cpu=(bf16 or processes > 1) and not torch.cuda.is_available(),
         **distributed,
     )
 
@@ -239,6 +241,11 @@ def run_training(
     )
 
     args = training_arguments(settings, attempt.checkpoints, spec.hyperparameters, world.size)
+    if world.size > 1 and (
+        args.parallel_mode != ParallelMode.DISTRIBUTED or args.world_size != world.size
+    ):
+        # Ranks that each trained alone would look like a success.
+        raise RuntimeError(f"the Trainer does not run DDP on {world.size} processes")
     metric, greater = spec.best_metric(task.kind)
     selection = BestEpoch(metric, greater, hp.early_stopping_patience, hp.early_stopping_threshold)
     kept = EpochWeights(lease, settings.jobs_dir)
