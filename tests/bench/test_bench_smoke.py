@@ -36,6 +36,7 @@ SMOKED = {
     "class_weights.py",
     "stream_watchers.py",
     "keep_checkpoint.py",
+    "ddp_cpu.py",
 }
 
 
@@ -210,3 +211,13 @@ def test_stream_watchers() -> None:
 def test_keep_checkpoint() -> None:
     result = run("keep_checkpoint.py", "--repeats", "2")
     assert "keep (hard links), median" in result.stdout
+
+
+@pytest.mark.e2e
+def test_ddp_cpu(tmp_path: Path) -> None:
+    run("ddp_cpu.py", "--base", "tiny", "--train-rows", "32", "--epochs", "1",
+        "--out", str(tmp_path), timeout=400)  # fmt: skip
+    report = json.loads((tmp_path / "ddp-cpu.json").read_text())
+    one, two = report["runs"]["1"][0], report["runs"]["2"][0]
+    assert one["event_types"] == two["event_types"]
+    assert [row["step"] for row in one["rows"]] == [row["step"] for row in two["rows"]]

@@ -144,23 +144,39 @@ def test_worker_killed_leaves_no_rank_and_the_job_resumes(service: Service) -> N
     assert [m["job_id"] for m in models] == [job["id"]]
 
 
-def test_warm_shutdown_checkpoints_every_rank_and_the_job_resumes(service: Service) -> None:
-    train, dev = service.upload(sentiment_rows(160)), service.upload(sentiment_rows(40, seed=1))
-    job = service.create_job(spec(train, dev, processes=2, epochs=3))
-    wait_until(lambda: service.job(job["id"])["progress"]["epoch"] > 1.2)
-    worker = service.processes["worker"]
-    worker.send_signal(signal.SIGTERM)
-    worker.wait(timeout=90)
-    assert rank_processes(job["id"]) == []
-    state = service.job(job["id"])
-    assert state["status"] == "queued" and state["error"] is None
-    service.start_worker("worker2")
-    done = service.wait_for(job["id"], timeout=240)
-    assert done["status"] == "succeeded", service.logs()
-    assert done["attempts"] == 2
-    assert [row["epoch"] for row in service.metrics(job["id"])] == [1, 2, 3]
-    (step,) = [int(n) for n in re.findall(r"resumes from \S*checkpoint-(\d+)", service.logs())]
-    assert 20 < step < 40  # a checkpoint taken mid-epoch 2, at the step where the ranks stopped
+def test_warm_shutdown_checkpoints_every_rank_and_the_job_resumes(
+    tmp_path: Path, tiny_model_dir: Path, postgres_url: str, redis_url: str
+) -> None:
+    # Slower steps: the stop lands mid-epoch however busy the machine is (a stop at an epoch's
+    # last step would checkpoint that epoch before its evaluation, as on one process).
+    service = make_service(
+        tmp_path,
+        tiny_model_dir,
+        postgres_url,
+        redis_url,
+        TUNESERVE_FAULT_INJECTION_STEP_DELAY_SECONDS="0.2",
+    )
+    try:
+        service.start()
+        train = service.upload(sentiment_rows(240))
+        dev = service.upload(sentiment_rows(40, seed=1))
+        job = service.create_job(spec(train, dev, processes=2, epochs=3))
+        wait_until(lambda: service.job(job["id"])["progress"]["epoch"] > 1.1, timeout=240)
+        worker = service.processes["worker"]
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=90)
+        assert rank_processes(job["id"]) == []
+        state = service.job(job["id"])
+        assert state["status"] == "queued" and state["error"] is None
+        service.start_worker("worker2")
+        done = service.wait_for(job["id"], timeout=300)
+        assert done["status"] == "succeeded", service.logs()
+        assert done["attempts"] == 2
+        assert [row["epoch"] for row in service.metrics(job["id"])] == [1, 2, 3]
+        resumed = re.findall(r"resumes from \S*checkpoint-(\d+)", service.logs())
+        assert len(resumed) == 1 and 30 < int(resumed[0]) < 60  # mid-epoch 2, where it stopped
+    finally:
+        service.stop()
 
 
 def test_a_crashing_rank_fails_the_attempt(
