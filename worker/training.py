@@ -177,10 +177,10 @@ def training_arguments(
     distributed: dict[str, Any] = {}
     if processes > 1:
         distributed["ddp_backend"] = "nccl" if torch.cuda.is_available() else "gloo"
-        # On: the loss is scaled by the process count for models whose loss takes the batch's
-        # item count; a classification head's mean loss ignores it, so the gradients (and the
-        # logged loss) would be N times too large. The ranks' batches are equal: DDP's mean of
-        # their gradients is the whole batch's.
+        # Left on, the Trainer multiplies each rank's loss by the process count, expecting a
+        # loss normalised by the whole batch's item count; a classification head's loss is
+        # the mean over its own rank's batch, so gradients and logged losses would be N times
+        # too large. With equal batches per rank, DDP's mean gradient is the whole batch's.
         distributed["average_tokens_across_devices"] = False
     return TrainingArguments(
         output_dir=str(checkpoints),
