@@ -102,7 +102,11 @@ def main() -> int:
     service = None
     try:
         name = base_model(args.base, work / "base-models")
-        service = Service(env, work, embedded=True).start()
+        service = Service(env, work, embedded=True)
+        # Started by hand: on a busy machine the API may take longer than start() waits.
+        service.api_key = service.issue_key()
+        service.start_process("up", "up", "--port", str(service.port))
+        service.wait_healthy(timeout=600)
         spec = {
             "base_model": name,
             **upload_data(service, args.base, args.train_rows, args.dev_rows, args.mrpc),
