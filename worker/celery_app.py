@@ -4,7 +4,6 @@ The parent process never imports torch: training code is imported in the pool's 
 process (when it starts), so no CUDA context exists before fork.
 """
 
-import ctypes
 import logging
 import os
 import signal
@@ -18,10 +17,10 @@ from celery.signals import worker_init, worker_process_init, worker_ready, worke
 from app.core.config import get_settings
 from app.jobs.reaper import start_reaper_thread
 from app.queue import TRAIN_TASK, get_celery
+from worker.pdeathsig import die_with_parent
 
 logger = logging.getLogger(__name__)
 celery = get_celery()
-PR_SET_PDEATHSIG = 1
 _reaper_stop = threading.Event()
 
 
@@ -57,12 +56,7 @@ def _die_with_parent(**_kwargs: Any) -> None:
     """A pool process whose worker died must not live on as a stray: on Linux the kernel
     kills it then (its job's lease expires and the job resumes elsewhere). Billiard can also
     start a replacement child while the parent is shutting down; that one ends here too."""
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+    die_with_parent()
 
 
 @worker_process_init.connect

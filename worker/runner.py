@@ -65,8 +65,13 @@ def worker_identity() -> str:
 
 
 def _default_train(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> TrainingResultLike:
-    from worker.training import run_training  # torch is imported only where training runs
+    # torch is imported only where training runs
+    from worker.distributed import processes_for, run_distributed
+    from worker.training import run_training
 
+    processes = processes_for(settings, attempt.spec.hyperparameters)
+    if processes > 1:
+        return run_distributed(settings, attempt, lease, processes)
     return run_training(settings, attempt, lease)
 
 

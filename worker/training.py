@@ -3,7 +3,7 @@
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,11 @@ from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
+from transformers.training_args import ParallelMode
 from transformers.utils import logging as hf_logging
 
 from app.core.config import Settings
@@ -50,6 +52,21 @@ class TrainingResult:
     stopped_early: bool = False
     task: str = "single_label_classification"
     threshold: float | None = None  # multi-label
+
+
+@dataclass(frozen=True)
+class World:
+    """Which of a job's training processes this is (worker/distributed.py). Rank 0 alone
+    writes (rows, events, checkpoints, the model); the others only train beside it, and
+    `callbacks` keep their Trainers in step with rank 0's decisions."""
+
+    rank: int = 0
+    size: int = 1
+    callbacks: tuple[TrainerCallback, ...] = field(default=())
+
+    @property
+    def writes(self) -> bool:
+        return self.rank == 0
 
 
 def load_base(
@@ -145,14 +162,31 @@ def tokenize(
     return dataset.map(encode, batched=True, remove_columns=removed)
 
 
-def training_arguments(settings: Settings, checkpoints: Path, hp: Hyperparameters) -> Any:
-    """The Trainer's arguments for a job: the course recipe plus the job's speed choices."""
+def training_arguments(
+    settings: Settings, checkpoints: Path, hp: Hyperparameters, processes: int = 1
+) -> Any:
+    """The Trainer's arguments for a job: the course recipe plus the job's speed choices.
+    With several processes the job's batch is split between them (the same optimisation)."""
     bf16 = use_bf16(hp.precision)
+    if hp.per_device_train_batch_size % processes:
+        raise JobFailure(
+            "invalid_batch_size",
+            f"per_device_train_batch_size {hp.per_device_train_batch_size} does not split "
+            f"evenly between {processes} processes.",
+        )
+    distributed: dict[str, Any] = {}
+    if processes > 1:
+        distributed["ddp_backend"] = "nccl" if torch.cuda.is_available() else "gloo"
+        # Left on, the Trainer multiplies each rank's loss by the process count, expecting a
+        # loss normalised by the whole batch's item count; a classification head's loss is
+        # the mean over its own rank's batch, so gradients and logged losses would be N times
+        # too large. With equal batches per rank, DDP's mean gradient is the whole batch's.
+        distributed["average_tokens_across_devices"] = False
     return TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=hp.num_train_epochs,
         learning_rate=hp.learning_rate,
-        per_device_train_batch_size=hp.per_device_train_batch_size,
+        per_device_train_batch_size=hp.per_device_train_batch_size // processes,
         per_device_eval_batch_size=hp.per_device_eval_batch_size,
         gradient_accumulation_steps=hp.gradient_accumulation_steps,
         weight_decay=hp.weight_decay,
@@ -171,23 +205,32 @@ def training_arguments(settings: Settings, checkpoints: Path, hp: Hyperparameter
         dataloader_pin_memory=torch.cuda.is_available(),
         train_sampling_strategy="group_by_length" if hp.group_by_length else "random",
         bf16=bf16,
-        use_cpu=bf16 and not torch.cuda.is_available(),  # bf16 autocast on the CPU
+        # bf16 autocast on the CPU; with several processes, Accelerate's gloo DDP
+        use_cpu=(bf16 or processes > 1) and not torch.cuda.is_available(),
+        **distributed,
     )
 
 
-def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> TrainingResult:
+def run_training(
+    settings: Settings, attempt: Attempt, lease: LeaseKeeper, world: World | None = None
+) -> TrainingResult:
     """Train, evaluating each epoch; resumes from the job's last complete checkpoint when
     there is one. The model is the best epoch's weights by the job's chosen metric. A cancel
-    is honoured between every stage and inside each."""
+    is honoured between every stage and inside each. In a job of several processes (`world`)
+    only rank 0 writes anything, and only its result means something."""
+    world = world or World()
     spec, job_id = attempt.spec, attempt.job_id
-    splits: LabeledSplits = load_splits(settings, attempt.tenant_id, spec, attempt.folder)
+    # Each rank has a scratch folder of its own (Hub downloads) inside the attempt's.
+    work = attempt.folder if world.rank == 0 else attempt.folder / f"rank-{world.rank}"
+    splits: LabeledSplits = load_splits(settings, attempt.tenant_id, spec, work)
     task = splits.task
     summary = splits.summary(spec.label_column)
-    lease.write(lambda repo: repo.record_summary(attempt.fence, summary))
+    if world.writes:
+        lease.write(lambda repo: repo.record_summary(attempt.fence, summary))
     lease.check()
     hp = spec.hyperparameters
     set_seed(hp.seed)  # the new classification head is initialised reproducibly
-    tokenizer, model = load_base(settings, spec.base_model, task.head(), attempt.folder)
+    tokenizer, model = load_base(settings, spec.base_model, task.head(), work)
     lease.check()
     max_length = hp.max_length or min(tokenizer.model_max_length, MAX_DEFAULT_LENGTH)
     train_targets = task.targets(splits.train[spec.label_column], "train")
@@ -197,7 +240,12 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
         splits.validation, spec, validation_targets, tokenizer, max_length, lease.check
     )
 
-    args = training_arguments(settings, attempt.checkpoints, spec.hyperparameters)
+    args = training_arguments(settings, attempt.checkpoints, spec.hyperparameters, world.size)
+    if world.size > 1 and (
+        args.parallel_mode != ParallelMode.DISTRIBUTED or args.world_size != world.size
+    ):
+        # Ranks that each trained alone would look like a success.
+        raise RuntimeError(f"the Trainer does not run DDP on {world.size} processes")
     metric, greater = spec.best_metric(task.kind)
     if metric != "eval_loss" and metric not in spec.metric_names(task.kind):
         raise JobFailure(
@@ -221,7 +269,7 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
         compute_loss_func=(
             task.balanced_loss(train_targets) if hp.class_weights == "balanced" else None
         ),
-        callbacks=[progress],
+        callbacks=[progress, *world.callbacks] if world.writes else list(world.callbacks),
     )
     logger.info(
         "job %s trains %d examples with %d torch threads, %s (precision %r), %s batches",
@@ -237,6 +285,8 @@ def run_training(settings: Settings, attempt: Attempt, lease: LeaseKeeper) -> Tr
     lease.check()
     trainer.train(resume_from_checkpoint=str(attempt.resume_from) if attempt.resume_from else None)
     lease.check()
+    if not world.writes:  # rank 0 keeps the epochs' weights and saves the model
+        return TrainingResult(model_dir=attempt.staging, labels=splits.labels, metrics={})
 
     # The last evaluated epoch's weights are in memory; keep them unless a checkpoint did.
     kept_epochs = {row.epoch: row.path for row in lease.write(lambda r: r.list_checkpoints(job_id))}

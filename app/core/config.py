@@ -2,11 +2,14 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.precision import ServingPrecision
+
+MAX_PROCESSES_PER_JOB = 8
 
 
 class Settings(BaseSettings):
@@ -51,6 +54,11 @@ class Settings(BaseSettings):
     sweep_grace_seconds: float = 900.0
     max_attempts: int = 3
     visibility_timeout_seconds: int = 6 * 3600
+
+    # Processes that train one job (DDP: NCCL on GPUs, gloo on CPUs; see docs/distributed.md):
+    # a number, or "auto" for every CUDA device of the worker (1 on a CPU). A job's own
+    # `hyperparameters.processes` takes precedence. 1 trains inside the pool process.
+    processes_per_job: Annotated[int, Field(ge=1, le=MAX_PROCESSES_PER_JOB)] | Literal["auto"] = 1
 
     # A `train_loss` event (the mean loss of the last N optimizer steps) every N steps.
     loss_event_every_steps: int = 10

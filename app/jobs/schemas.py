@@ -125,6 +125,24 @@ class Hyperparameters(StrictModel):
         "imbalanced data; multi-label: each label's positives by its negatives / positives, "
         "at most 100); off by default.",
     )
+    processes: int | None = Field(
+        default=None,
+        ge=1,
+        le=8,
+        description="Train on this many processes at once (DDP: one per GPU, or gloo "
+        "processes on a CPU); left out: the worker's setting. The batch stays "
+        "per_device_train_batch_size in all, split evenly between the processes, so it must "
+        "divide by this number. A GPU worker with fewer GPUs fails the job (not_enough_devices).",
+    )
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> "Hyperparameters":
+        if self.processes and self.per_device_train_batch_size % self.processes:
+            raise ValueError(
+                f"per_device_train_batch_size {self.per_device_train_batch_size} does not "
+                f"split evenly between {self.processes} processes"
+            )
+        return self
 
 
 class JobSpec(StrictModel):

@@ -37,6 +37,7 @@ SMOKED = {
     "stream_watchers.py",
     "keep_checkpoint.py",
     "glue.py",
+    "ddp_cpu.py",
 }
 
 
@@ -221,3 +222,13 @@ def test_glue(tmp_path: Path) -> None:
         "--out", str(tmp_path), timeout=600)  # fmt: skip
     table = run("glue.py", "--markdown", str(tmp_path / "glue.json")).stdout
     assert "| CoLA | 24 / 16 | matthews_correlation |" in table, table
+
+
+@pytest.mark.e2e
+def test_ddp_cpu(tmp_path: Path) -> None:
+    run("ddp_cpu.py", "--base", "tiny", "--train-rows", "32", "--epochs", "1",
+        "--out", str(tmp_path), timeout=400)  # fmt: skip
+    report = json.loads((tmp_path / "ddp-cpu.json").read_text())
+    one, two = report["runs"]["1"][0], report["runs"]["2"][0]
+    assert one["event_types"] == two["event_types"]
+    assert [row["step"] for row in one["rows"]] == [row["step"] for row in two["rows"]]
