@@ -38,6 +38,7 @@ SMOKED = {
     "keep_checkpoint.py",
     "glue.py",
     "ddp_cpu.py",
+    "storage_clients.py",
 }
 
 
@@ -232,3 +233,10 @@ def test_ddp_cpu(tmp_path: Path) -> None:
     one, two = report["runs"]["1"][0], report["runs"]["2"][0]
     assert one["event_types"] == two["event_types"]
     assert [row["step"] for row in one["rows"]] == [row["step"] for row in two["rows"]]
+
+
+@pytest.mark.e2e
+def test_storage_clients() -> None:
+    # obstore only: boto3 and s3fs are not the project's dependencies (a scratch venv's).
+    result = run("storage_clients.py", "--mib", "2", "--rounds", "1", "--clients", "obstore")
+    assert '"client": "obstore"' in result.stdout, result.stdout
