@@ -5,7 +5,6 @@ import os
 import re
 import signal
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.test_faults import make_service as faults_service  # noqa: E402
 from tests.support.service import Service
 from tests.support.specs import tiny_spec
 from tests.support.tiny_model import sentiment_rows
@@ -22,19 +22,8 @@ pytestmark = pytest.mark.e2e
 
 
 def make_service(tmp_path: Path, tiny_model_dir: Path, pg: str, redis: str, **env: str) -> Service:
-    base = {
-        "TUNESERVE_DATA_DIR": str(tmp_path / "data"),
-        "TUNESERVE_BASE_MODELS_DIR": str(tiny_model_dir.parent),
-        "TUNESERVE_QUEUE_NAME": f"ddp-{tmp_path.name}-{uuid.uuid4().hex[:8]}",
-        "TUNESERVE_DATABASE_URL": pg,
-        "TUNESERVE_BROKER_URL": redis,
-        "TUNESERVE_HEARTBEAT_SECONDS": "0.5",
-        "TUNESERVE_LEASE_SECONDS": "6",
-        "TUNESERVE_REAPER_INTERVAL_SECONDS": "1",
-        "TUNESERVE_FAULT_INJECTION_STEP_DELAY_SECONDS": "0.05",
-        "HF_HUB_OFFLINE": "1",
-    }
-    return Service({**base, **env}, tmp_path, embedded=False)
+    """test_faults' production-mode service, with a lease long enough for two ranks' start."""
+    return faults_service(tmp_path, tiny_model_dir, pg, redis, TUNESERVE_LEASE_SECONDS="6", **env)
 
 
 @pytest.fixture
