@@ -1,8 +1,10 @@
 """One attempt at a job: what it trains, where it writes, and the checkpoint it resumes from.
 
-Each attempt writes into a folder of its own (`jobs/<job>/attempt-<n>/`): a worker that was
-paused past its lease and wakes up again can only touch its own folder, never the folder of
-the attempt that took over.
+Each attempt writes into a scratch folder of its own on its worker's machine
+(`jobs/<job>/attempt-<n>/`): a worker that was paused past its lease and wakes up again can
+only touch its own folder, never the folder of the attempt that took over. Checkpoints are
+stored (`checkpoints/<job>/resume/…`, the storage of TUNESERVE_STORAGE_URL) after each save,
+so the next attempt resumes from the last complete one on whichever machine it runs.
 """
 
 import logging
@@ -14,11 +16,14 @@ from pathlib import Path
 from app.core.config import Settings
 from app.jobs.repository import Fence
 from app.jobs.schemas import JobSpec
+from app.storage import Storage, StorageIntegrityError, StorageKeyError, check_key, get_storage
+from app.storage.keys import checkpoints_prefix
 
 logger = logging.getLogger(__name__)
 # What a checkpoint needs to resume training; the job's row points only at checkpoints
 # written completely, this is checked again before resuming.
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "config.json")
+RESUME = "resume"
 
 
 @dataclass(frozen=True)
@@ -52,28 +57,82 @@ def is_complete(checkpoint: Path) -> bool:
     return has_weights and all((checkpoint / name).is_file() for name in CHECKPOINT_FILES)
 
 
+def resume_prefix(job_id: str) -> str:
+    """Where a running job's checkpoints (weights and optimizer state) are stored, each a
+    tree `checkpoint-<step>-a<attempt>/`: a name no other attempt writes."""
+    return f"{checkpoints_prefix(job_id)}{RESUME}/"
+
+
+def store_checkpoint(storage: Storage, fence: Fence, folder: Path, step: int) -> str:
+    """Store the Trainer's checkpoint `folder` (left in place) as a tree; its key, for the
+    job's row to point at once stored whole (the commit point of a checkpoint)."""
+    key = f"{resume_prefix(fence.job_id)}checkpoint-{step}-a{fence.attempt}"
+    store_copy(storage, f"{key}/", folder)
+    return key
+
+
+def store_copy(storage: Storage, prefix: str, folder: Path) -> None:
+    """Store the local `folder` as the tree `prefix`, leaving the folder in place (put_tree
+    consumes what it stores: it gets a linked copy). A tree this attempt stored already
+    (the same step saved twice) is left as it is."""
+    copy = folder.with_name(f".{folder.name}.store")
+    shutil.rmtree(copy, ignore_errors=True)
+    link_tree(folder, copy)
+    try:
+        storage.put_tree(prefix, copy)
+    except FileExistsError:
+        pass
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def prune_stored_checkpoints(storage: Storage, fence: Fence, current: str) -> None:
+    """Remove the job's stored checkpoints older than `current` (the one its row points at
+    now): this attempt's earlier ones and every earlier attempt's. A later attempt's are
+    never touched (this one may be a worker that lost its lease and has not noticed)."""
+    prefix = resume_prefix(fence.job_id)
+    names = {info.key[len(prefix) :].split("/", 1)[0] for info in storage.list(prefix)}
+    for name in names:
+        attempt = name.rpartition("-a")[2]
+        later = attempt.isdigit() and int(attempt) > fence.attempt
+        if f"{prefix}{name}" != current and not later:
+            storage.delete_prefix(f"{prefix}{name}/")
+
+
 def adopt_checkpoint(settings: Settings, pointer: str | None, folder: Path) -> Path | None:
-    """Bring the job's last complete checkpoint (written by an earlier attempt) into this
-    attempt's folder, as hard links where the filesystem allows (files are never modified
-    after they are written, so sharing them is safe), and return it; None to start afresh."""
+    """Bring the job's last complete checkpoint (stored by an earlier attempt, on this
+    machine or another) into this attempt's folder and return it; None to start afresh."""
     if not pointer:
         return None
-    source = (settings.jobs_dir / pointer).resolve()
-    if settings.jobs_dir.resolve() not in source.parents or not is_complete(source):
+    name = pointer.rsplit("/", 1)[-1].rsplit("-a", 1)[0]  # checkpoint-<step>
+    target = folder / "checkpoints" / name
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        with get_storage(settings).local_dir(f"{check_key(pointer)}/") as stored:
+            link_tree(stored, target)
+    except (FileNotFoundError, StorageKeyError, StorageIntegrityError):
+        shutil.rmtree(target, ignore_errors=True)
         logger.warning("checkpoint %s is missing or incomplete; training starts afresh", pointer)
         return None
-    target = folder / "checkpoints" / source.name
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
+    if not is_complete(target):
+        shutil.rmtree(target, ignore_errors=True)
+        logger.warning("checkpoint %s is incomplete; training starts afresh", pointer)
+        return None
+    return target
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """A copy of the folder `source` as hard links where the filesystem allows (files are
+    never modified after they are written, so sharing them is safe)."""
+    target.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():
         if item.is_dir():
-            shutil.copytree(item, target / item.name)
+            link_tree(item, target / item.name)
             continue
         try:
             os.link(item, target / item.name)
         except OSError:
             shutil.copy2(item, target / item.name)
-    return target
 
 
 def prune_attempts(settings: Settings, fence: Fence) -> None:

@@ -14,7 +14,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from app.jobs.states import EventType, StopReason
 from app.models.files import link_model_files
 from app.observability.worker import StepMeter
+from app.storage import get_storage
+from app.storage.keys import checkpoints_prefix
 from app.tables import JobMetric
+from worker.attempt import prune_stored_checkpoints, store_checkpoint, store_copy
 from worker.lease import LeaseKeeper
 
 logger = logging.getLogger(__name__)
@@ -26,14 +29,12 @@ class JobProgressCallback(TrainerCallback):
     def __init__(
         self,
         lease: LeaseKeeper,
-        jobs_dir: Path | None = None,
         step_delay: float = 0.0,
         selection: "BestEpoch | None" = None,
         kept: "EpochWeights | None" = None,
     ) -> None:
         self.lease = lease
         self.job_id = lease.job_id
-        self.jobs_dir = jobs_dir
         self.step_delay = step_delay
         self.selection = selection or BestEpoch()
         self.kept = kept
@@ -74,6 +75,9 @@ class JobProgressCallback(TrainerCallback):
         self._record_progress(state)
         if self.step_delay:
             time.sleep(self.step_delay)
+        epoch = float(state.epoch or 0.0)
+        if self.lease.stop_reason is StopReason.shutdown and abs(epoch - round(epoch)) < 1e-6:
+            return control  # an epoch's last step: it is evaluated and saved first (epoch end)
         if self._maybe_stop(control) and self.lease.stop_reason is StopReason.shutdown:
             control.should_save = True  # a checkpoint at this step, to resume elsewhere
         return control
@@ -82,7 +86,11 @@ class JobProgressCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> TrainerControl:
         control.should_log = True  # close the loss window exactly at the epoch boundary
-        self._maybe_stop(control)
+        if self.lease.stop_reason is StopReason.shutdown:
+            # The epoch is whole: its evaluation, metrics row and checkpoint come first.
+            control.should_training_stop = True
+        else:
+            self._maybe_stop(control)
         return control
 
     def on_prediction_step(
@@ -121,17 +129,19 @@ class JobProgressCallback(TrainerCallback):
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
-        """The checkpoint of this step is complete on disk: point the job at it, then drop
-        the attempt's older ones (the Trainer's own rotation would delete the previous one
+        """The checkpoint of this step is complete on disk: store it, point the job at it,
+        then drop the older ones (the Trainer's own rotation would delete the previous one
         before the job points past it)."""
         output = Path(str(args.output_dir))
         folder = output / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         data = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
-        location = str(folder.relative_to(self.jobs_dir)) if self.jobs_dir else str(folder)
-        self.lease.write(lambda repo: repo.record_checkpoint(self.lease.fence, location, data))
         epoch = float(state.epoch or 0.0)
         if self.kept is not None and abs(epoch - round(epoch)) < 1e-6:
             self.kept.keep(round(epoch), state.global_step, folder)
+        storage = get_storage(self.lease.settings)
+        key = store_checkpoint(storage, self.lease.fence, folder, state.global_step)
+        self.lease.write(lambda repo: repo.record_checkpoint(self.lease.fence, key, data))
+        prune_stored_checkpoints(storage, self.lease.fence, key)
         for old in output.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
             if old != folder:
                 shutil.rmtree(old, ignore_errors=True)
@@ -256,20 +266,29 @@ class BestEpoch:
 
 
 class EpochWeights:
-    """Keeps each epoch's weights (no optimizer state) under `jobs/<job>/epochs/`, in a folder
-    named by epoch and attempt, and records it on the job (fenced)."""
+    """Keeps each epoch's weights (no optimizer state) for the user: stored as a tree of its
+    own (`checkpoints/<job>/epoch-<n>-a<attempt>/`: a name no other attempt writes) and
+    recorded on the job (fenced), with a local copy under `jobs/<job>/epochs/` for the
+    attempt's own choice of the model at the end."""
 
     def __init__(self, lease: LeaseKeeper, jobs_dir: Path) -> None:
         self.lease = lease
         self.folder = jobs_dir / lease.job_id / "epochs"
-        self.data_dir = jobs_dir.parent
+        self.storage = get_storage(lease.settings)
 
     def keep(self, epoch: int, step: int, source: Path) -> Path:
-        target = self.folder / f"epoch-{epoch}-a{self.lease.fence.attempt}"
+        name = f"epoch-{epoch}-a{self.lease.fence.attempt}"
+        target = self.folder / name
         shutil.rmtree(target, ignore_errors=True)
         size = link_model_files(source, target)
-        path = str(target.relative_to(self.data_dir))
+        key = f"{checkpoints_prefix(self.lease.job_id)}{name}"
+        store_copy(self.storage, f"{key}/", target)
         self.lease.write(
-            lambda repo: repo.record_epoch_weights(self.lease.fence, epoch, step, path, size)
+            lambda repo: repo.record_epoch_weights(self.lease.fence, epoch, step, key, size)
         )
         return target
+
+    def local(self, path: str) -> Path | None:
+        """This attempt's own copy of the kept epoch stored at `path`, if it has one."""
+        folder = self.folder / path.rsplit("/", 1)[-1]
+        return folder if folder.is_dir() else None

@@ -30,10 +30,16 @@ from app.models.card import load_facts, write_model_card
 from app.models.service import refresh_model_card
 from app.observability.worker import record_job_finished
 from app.queue import enqueue_after_commit
-from app.storage import get_storage
+from app.storage import StorageError, get_storage
 from app.storage.keys import checkpoints_prefix, file_key, model_prefix
 from app.tables import DatasetFile, TrainedModel, new_id, utcnow
-from worker.attempt import Attempt, adopt_checkpoint, attempt_folder, prune_attempts
+from worker.attempt import (
+    Attempt,
+    adopt_checkpoint,
+    attempt_folder,
+    prune_attempts,
+    resume_prefix,
+)
 from worker.batch import BatchAttempt
 from worker.errors import JobFailure, TrainingInterrupted
 from worker.lease import LeaseKeeper
@@ -193,21 +199,12 @@ def _train_and_finish(
     _write_card(model, result, result.model_dir)
     # put_tree: nothing is visible under models/<id>/ until the whole folder is.
     model.size_bytes = storage.put_tree(model_prefix(model_id), result.model_dir)
-    # The kept epoch weights move out of the job's folder with the commit, each epoch a tree
-    # of its own (`epoch-<n>-a<attempt>/`: a name no other attempt writes).
-    epochs, kept = settings.jobs_dir / fence.job_id / "epochs", checkpoints_prefix(fence.job_id)
-    moved = None
-    if epochs.is_dir():
-        for epoch in sorted(p for p in epochs.iterdir() if p.is_dir() and p.name[0] != "."):
-            storage.put_tree(f"{kept}{epoch.name}/", epoch)
-        moved = (f"{epochs.relative_to(settings.resolved_data_dir).as_posix()}/", kept)
-    ended = _finish(fence, lambda repo: repo.succeed(fence, model, result.stopped_early, moved))
+    ended = _finish(fence, lambda repo: repo.succeed(fence, model, result.stopped_early))
     if ended is not JobStatus.succeeded:
         logger.warning(
             "job %s ended %s before its model committed; model discarded", fence.job_id, ended
         )
         storage.delete_prefix(model_prefix(model_id))
-        storage.delete_prefix(kept)
     _remove_job_dir(settings, fence, ended)
     return _outcome(ended)
 
@@ -302,7 +299,16 @@ def _outcome(ended: JobStatus | None) -> str:
 
 
 def _remove_job_dir(settings: Settings, fence: Fence, ended: JobStatus | None) -> None:
-    """A job that has ended needs none of its attempts' folders; a requeued one keeps them
-    until its next attempt has adopted the checkpoint (the sweep removes them at the end)."""
-    if ended is not None and ended.is_terminal:
-        shutil.rmtree(settings.jobs_dir / fence.job_id, ignore_errors=True)
+    """A job that has ended needs none of its attempts' folders, nor its stored checkpoints
+    to resume from; its kept epochs stay only if it succeeded (a requeued job keeps all of
+    it for the next attempt; the sweep removes what a dying worker leaves)."""
+    if ended is None or not ended.is_terminal:
+        return
+    shutil.rmtree(settings.jobs_dir / fence.job_id, ignore_errors=True)
+    done = resume_prefix(fence.job_id)
+    if ended is not JobStatus.succeeded:
+        done = checkpoints_prefix(fence.job_id)
+    try:
+        get_storage(settings).delete_prefix(done)
+    except StorageError:
+        logger.warning("could not remove %s; the sweep will", done, exc_info=True)

@@ -256,7 +256,7 @@ def run_training(
     selection = BestEpoch(metric, greater, hp.early_stopping_patience, hp.early_stopping_threshold)
     kept = EpochWeights(lease, settings.jobs_dir)
     progress = JobProgressCallback(
-        lease, settings.jobs_dir, settings.fault_injection_step_delay_seconds, selection, kept
+        lease, settings.fault_injection_step_delay_seconds, selection, kept
     )
     trainer = Trainer(
         model=model,
@@ -303,8 +303,11 @@ def run_training(
     shutil.rmtree(attempt.staging, ignore_errors=True)
     if best is None:
         trainer.save_model(str(attempt.staging))
-    else:  # every evaluated epoch's weights are kept: the best one's become the model
-        link_model_files(settings.resolved_data_dir / kept_epochs[best], attempt.staging)
+    elif (local := kept.local(kept_epochs[best])) is not None:
+        link_model_files(local, attempt.staging)  # every evaluated epoch's weights are kept
+    else:  # kept by an earlier attempt, maybe on another machine
+        with get_storage(settings).local_dir(f"{kept_epochs[best]}/") as stored:
+            link_model_files(stored, attempt.staging)
     lease.check()
     logger.info("job %s: best epoch %s by %s", job_id, best, metric)
     return TrainingResult(

@@ -342,12 +342,10 @@ class JobRepository:
         fence: Fence,
         model: TrainedModel,
         stopped_early: bool = False,
-        checkpoints_moved: tuple[str, str] | None = None,
     ) -> JobStatus | None:
         """Register the model and end the job `succeeded`: the commit point of a model. A
         cancel requested before it wins: the job ends `cancelled` and the model is not
-        registered. None when the lease was no longer ours. `checkpoints_moved` is the
-        (old, new) path prefix of the kept epoch weights, moved out of the job's folder."""
+        registered. None when the lease was no longer ours."""
         state = self.guard(fence)
         if state is None:
             return None
@@ -366,13 +364,6 @@ class JobRepository:
             data={"model_id": model.id, "best_epoch": model.epoch, "stopped_early": stopped_early},
         ):
             return None
-        if checkpoints_moved is not None:
-            old, new = checkpoints_moved
-            self.session.execute(
-                update(JobCheckpoint)
-                .where(JobCheckpoint.job_id == fence.job_id)
-                .values(path=func.replace(JobCheckpoint.path, old, new))
-            )
         self.session.add(model)
         self.session.flush()
         return JobStatus.succeeded

@@ -41,6 +41,12 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _unowned_checkpoints(status: JobStatus | None) -> bool:
+    """A job's stored checkpoints are no one's once it has no row or ended other than
+    succeeded; a queued or running job resumes from them."""
+    return status is None or (status.is_terminal and status is not JobStatus.succeeded)
+
+
 def _sweep_store(storage: ObjectStorage, grace: float, removed: dict[str, int]) -> None:
     """Models whose row never committed (their tree whole or not), kept epochs of jobs that
     did not succeed, and files without a row, in the object store."""
@@ -56,7 +62,7 @@ def _sweep_store(storage: ObjectStorage, grace: float, removed: dict[str, int]) 
     with session_scope() as session:
         statuses = JobRepository(session).statuses(kept)
     for name in kept:
-        if statuses.get(name) is not JobStatus.succeeded:
+        if _unowned_checkpoints(statuses.get(name)):
             storage.delete_prefix(f"checkpoints/{name}/")
             removed["checkpoints"] += 1
     files = storage.stale_entries("files/", cutoff)
@@ -95,12 +101,12 @@ def sweep_leftovers(settings: Settings, store: bool = True) -> dict[str, int]:
             _remove(path)
             removed["jobs"] += 1
 
-    # Kept epoch weights of jobs that did not succeed (or have no row any more).
+    # Kept epoch weights and checkpoints of jobs that did not succeed (or have no row).
     kept = _old_entries(settings.resolved_data_dir / "checkpoints", grace)
     with session_scope() as session:
         statuses = JobRepository(session).statuses([path.name for path in kept])
     for path in kept:
-        if statuses.get(path.name) is not JobStatus.succeeded:
+        if _unowned_checkpoints(statuses.get(path.name)):
             _remove(path)
             removed["checkpoints"] += 1
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SHARED_DATA, require_service
+from tests.support.seaweedfs import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
@@ -39,6 +40,7 @@ SMOKED = {
     "glue.py",
     "ddp_cpu.py",
     "storage_clients.py",
+    "object_store.py",
 }
 
 
@@ -240,3 +242,19 @@ def test_storage_clients() -> None:
     # obstore only: boto3 and s3fs are not the project's dependencies (a scratch venv's).
     result = run("storage_clients.py", "--mib", "2", "--rounds", "1", "--clients", "obstore")
     assert '"client": "obstore"' in result.stdout, result.stdout
+
+
+@pytest.mark.e2e
+def test_object_store(tmp_path: Path, tiny_model_dir: Path, s3_server: S3Server) -> None:
+    require_shared("glue/MRPC/train.tsv")
+    server = {
+        "TUNESERVE_TEST_S3_ENDPOINT": s3_server.endpoint,
+        "TUNESERVE_TEST_S3_ACCESS_KEY_ID": s3_server.access_key,
+        "TUNESERVE_TEST_S3_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "TUNESERVE_TEST_S3_BUCKET": s3_server.bucket,
+    }
+    run("object_store.py", "--base", str(tiny_model_dir), "--rounds", "1", "--train-rows", "16",
+        "--dev-rows", "8", "--out", str(tmp_path), env=server, timeout=600)  # fmt: skip
+    report = json.loads((tmp_path / "object-store.json").read_text())
+    assert report["order"] == ["local", "store"]
+    assert report["runs"]["store"][0]["first_predict_seconds"] > 0

@@ -1,6 +1,7 @@
 """worker/runner.py and worker/callbacks.py with no worker process: a fake training function
 and TrainerState objects fed to the callback, against the real database (SQLite, PostgreSQL)."""
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,12 @@ from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.jobs.repository import JobRepository
+from app.jobs.repository import Fence, JobRepository
 from app.jobs.states import EventType, JobStatus, RetryReason, StopReason
 from app.jobs.sweep import sweep_leftovers
+from app.storage import get_storage
 from tests.integration.test_job_leases import add_job, claim, events, job, request_cancel
-from worker.attempt import Attempt, adopt_checkpoint
+from worker.attempt import Attempt, adopt_checkpoint, prune_stored_checkpoints
 from worker.callbacks import JobProgressCallback
 from worker.errors import JobFailure, TrainingInterrupted
 from worker.lease import LeaseKeeper
@@ -224,37 +226,66 @@ def write_checkpoint(folder: Path, complete: bool) -> None:
         (folder / "optimizer.pt").write_bytes(b"o")
 
 
-def test_only_a_complete_checkpoint_is_resumed_from(configured: Path) -> None:
+def store(folder: Path, key: str) -> str:
+    """Store a checkpoint folder as the tree `key` (as the callback does)."""
+    get_storage(get_settings()).put_tree(f"{key}/", folder)
+    return key
+
+
+def test_only_a_complete_checkpoint_is_resumed_from(configured: Path, tmp_path: Path) -> None:
     """Defect 6: a checkpoint cut short by kill -9 was picked by name and failed every
     attempt. The job's row points only at complete ones; an incomplete one is refused."""
     settings = get_settings()
-    good = settings.jobs_dir / "job_x" / "attempt-1" / "checkpoints" / "checkpoint-10"
-    cut = settings.jobs_dir / "job_x" / "attempt-1" / "checkpoints" / "checkpoint-20"
-    write_checkpoint(good, complete=True)
-    write_checkpoint(cut, complete=False)
+    write_checkpoint(tmp_path / "good", complete=True)
+    write_checkpoint(tmp_path / "cut", complete=False)
+    good = store(tmp_path / "good", "checkpoints/job_x/resume/checkpoint-10-a1")
+    cut = store(tmp_path / "cut", "checkpoints/job_x/resume/checkpoint-20-a1")
     target = settings.jobs_dir / "job_x" / "attempt-2"
-    assert adopt_checkpoint(settings, "job_x/attempt-1/checkpoints/checkpoint-20", target) is None
-    adopted = adopt_checkpoint(settings, "job_x/attempt-1/checkpoints/checkpoint-10", target)
+    assert adopt_checkpoint(settings, cut, target) is None
+    assert adopt_checkpoint(settings, "checkpoints/job_x/resume/checkpoint-30-a1", target) is None
+    adopted = adopt_checkpoint(settings, good, target)
     assert adopted == target / "checkpoints" / "checkpoint-10"
     assert (adopted / "optimizer.pt").read_bytes() == b"o"
     assert adopt_checkpoint(settings, "../../etc", target) is None
 
 
-def test_the_callback_points_the_job_at_each_saved_checkpoint(configured: Path) -> None:
+def test_the_callback_stores_each_checkpoint_and_points_the_job_at_it(configured: Path) -> None:
+    """Issue 16: a checkpoint is stored (not only left on the worker's disk) before the job
+    points at it, so an attempt on another machine resumes from it; older ones go."""
     settings = get_settings()
     job_id = add_job()
     fence = claim(job_id, "w1")
     assert fence is not None
     output = settings.jobs_dir / job_id / "attempt-1" / "checkpoints"
-    callback = JobProgressCallback(LeaseKeeper(fence=fence, settings=settings), settings.jobs_dir)
+    callback = JobProgressCallback(LeaseKeeper(fence=fence, settings=settings))
     args, state, control = trainer_objects()
     args.output_dir = str(output)
     for step in (10, 20):
         write_checkpoint(output / f"checkpoint-{step}", complete=True)
         state.global_step = step
         callback.on_save(args, state, control)
-    assert job(job_id).checkpoint == f"{job_id}/attempt-1/checkpoints/checkpoint-20"
+    key = f"checkpoints/{job_id}/resume/checkpoint-20-a1"
+    assert job(job_id).checkpoint == key
     assert [p.name for p in output.iterdir()] == ["checkpoint-20"]
+    resume = f"checkpoints/{job_id}/resume/"
+    stored = {info.key.split("/")[3] for info in get_storage(settings).list(resume)}
+    assert stored == {"checkpoint-20-a1"}
+    shutil.rmtree(settings.jobs_dir / job_id)  # the worker's machine is gone
+    adopted = adopt_checkpoint(settings, key, settings.jobs_dir / job_id / "attempt-2")
+    assert adopted is not None and (adopted / "optimizer.pt").read_bytes() == b"o"
+
+
+def test_an_attempt_prunes_only_older_stored_checkpoints(configured: Path, tmp_path: Path) -> None:
+    """An attempt that lost its lease without noticing never removes a later attempt's."""
+    storage = get_storage(get_settings())
+    prefix = "checkpoints/job_x/resume/"
+    for name in ("checkpoint-10-a1", "checkpoint-20-a2", "checkpoint-30-a2", "checkpoint-40-a3"):
+        write_checkpoint(tmp_path / name, complete=True)
+        store(tmp_path / name, prefix + name)
+    fence = Fence("job_x", "w2", 2)
+    prune_stored_checkpoints(storage, fence, prefix + "checkpoint-30-a2")
+    left = {info.key.split("/")[3] for info in storage.list(prefix)}
+    assert left == {"checkpoint-30-a2", "checkpoint-40-a3"}
 
 
 def test_the_sweep_removes_only_what_no_row_owns(configured: Path) -> None:
@@ -303,9 +334,10 @@ def test_a_new_attempt_resumes_from_the_last_attempts_checkpoint(configured: Pat
     assert first is not None
     checkpoint = settings.jobs_dir / job_id / "attempt-1" / "checkpoints" / "checkpoint-10"
     write_checkpoint(checkpoint, complete=True)
+    key = store(checkpoint, f"checkpoints/{job_id}/resume/checkpoint-10-a1")
     with session_scope() as session:
         repo = JobRepository(session)
-        repo.record_checkpoint(first, f"{job_id}/attempt-1/checkpoints/checkpoint-10", {})
+        repo.record_checkpoint(first, key, {})
         repo.give_back(first, RetryReason.worker_lost, "killed", 3)
     seen: list[Path | None] = []
 
@@ -315,3 +347,58 @@ def test_a_new_attempt_resumes_from_the_last_attempts_checkpoint(configured: Pat
 
     assert run_job(settings, job_id, train) == "succeeded"
     assert seen == [settings.jobs_dir / job_id / "attempt-2" / "checkpoints" / "checkpoint-10"]
+    # Once the job has ended, nothing resumes from it: its stored checkpoints go.
+    assert list(get_storage(settings).list(f"checkpoints/{job_id}/")) == []
+
+
+def test_the_sweep_leaves_a_running_jobs_stored_checkpoints(
+    configured: Path, tmp_path: Path
+) -> None:
+    """A job that runs longer than the sweep's grace kept its checkpoints only until the
+    sweep took them (it removed every job's but a succeeded one's): its next attempt
+    started afresh. Only a job with no row, or one that ended other than succeeded, loses
+    them."""
+    settings = get_settings()
+    settings.sweep_grace_seconds = 0
+    running, failed = add_job(), add_job()
+    assert claim(running, "w1") is not None
+    assert (
+        run_job(
+            settings,
+            failed,
+            lambda s, a, lease: (_ for _ in ()).throw(JobFailure("invalid_spec", "no")),
+        )
+        == "failed:invalid_spec"
+    )
+    for job_id in (running, failed, "job_unknown"):
+        write_checkpoint(tmp_path / job_id, complete=True)
+        store(tmp_path / job_id, f"checkpoints/{job_id}/resume/checkpoint-10-a1")
+    removed = sweep_leftovers(settings)
+    assert removed["checkpoints"] == 2
+    left = {info.key.split("/")[1] for info in get_storage(settings).list("checkpoints/")}
+    assert left == {running}
+
+
+def test_a_warm_shutdown_on_an_epochs_last_step_evaluates_that_epoch_first(
+    configured: Path,
+) -> None:
+    """A warm shutdown landing on an epoch's last step checkpointed before the epoch's
+    evaluation: the resumed attempt began the next epoch, and the job never got that
+    epoch's metrics row. The epoch is evaluated and saved, then training stops."""
+    job_id = add_job()
+    fence = claim(job_id, "w1")
+    assert fence is not None
+    lease = LeaseKeeper(fence=fence, settings=get_settings())
+    callback = JobProgressCallback(lease)
+    lease.request_stop(StopReason.shutdown)
+    args, state, control = trainer_objects(step=30, epoch=1.0)
+    control = callback.on_step_end(args, state, control)
+    assert not control.should_training_stop  # the epoch ends first
+    control.should_evaluate = control.should_save = True  # the "epoch" strategies' flags
+    control = callback.on_epoch_end(args, state, control)
+    assert control.should_evaluate and control.should_save and control.should_training_stop
+    # Mid-epoch, a shutdown stops at once with a checkpoint and no evaluation.
+    args, state, control = trainer_objects(step=40, epoch=1.33)
+    control = callback.on_step_end(args, state, control)
+    assert control.should_training_stop and control.should_save
+    assert not control.should_evaluate

@@ -65,12 +65,16 @@ class Service:
             timeout=120,
         )
 
-    def start_process(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start_process(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """`tuneserve <args>` logging to `<name>.log`; `env` overrides the service's (a
+        process on a machine of its own: another data directory)."""
         log = (self.log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -78,7 +82,8 @@ class Service:
         self.processes[name] = process
         return process
 
-    def start(self) -> "Service":
+    def start(self, worker: bool = True) -> "Service":
+        """The service; `worker=False`: the API alone (production mode), workers to come."""
         if self.issue_key_at_start:
             self.api_key = self.issue_key()
         port = str(self.port)
@@ -86,12 +91,15 @@ class Service:
             self.start_process("up", "up", "--port", port)
         else:
             self.start_process("api", "api", "--port", port)
-            self.start_worker()
+            if worker:
+                self.start_worker()
         self.wait_healthy()
         return self
 
-    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
-        return self.start_process(name, "worker")
+    def start_worker(
+        self, name: str = "worker", env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        return self.start_process(name, "worker", env=env)
 
     def wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
