@@ -1,13 +1,15 @@
 """Issue 16's cluster on one host: one API process and two workers, each with a data directory
 of its own (no shared volume), on PostgreSQL + Redis + SeaweedFS. The first worker is killed
 (kill -9) mid-epoch 2; the second resumes from the checkpoint the first stored, on its own
-disk; predict and the archive come through the API from the store; deletes free the store."""
+disk; predict and the archive come through the API from the store; deletes free the store.
+And the store down for 30 s while a job stores a checkpoint."""
 
 import io
 import os
 import re
 import signal
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +99,43 @@ def test_a_job_resumes_on_another_machine_from_the_stored_checkpoint(
         for file_id in (train, dev):
             assert client.delete(f"/v1/files/{file_id}").status_code == 204
     assert s3_server.keys(prefix) == []  # every object counted: the store is empty again
+
+
+def test_the_store_down_for_30_s_at_a_checkpoint_is_survived(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    s3_server: S3Server,
+    prefix: str,
+    postgres_url: str,
+    redis_url: str,
+) -> None:
+    """The store stops answering (SIGSTOP: requests hang, as on a dead network) during epoch
+    1 and stays down for 30 s, over the upload of epoch 1's checkpoint: the upload waits and
+    is retried, the job goes on in the same attempt and succeeds with a complete model."""
+    if s3_server.pgid is None:
+        pytest.skip("the server's process group is unknown: it cannot be paused")
+    env = {**s3_server.env(prefix), "TUNESERVE_LEASE_SECONDS": "10"}
+    service = make_service(tmp_path, tiny_model_dir, postgres_url, redis_url, **env)
+    try:
+        service.start()
+        train = service.upload(sentiment_rows(240))
+        dev = service.upload(sentiment_rows(40, seed=1), name="dev.jsonl")
+        job_id = service.create_job(spec(train, dev, epochs=2))["id"]
+        wait_until(lambda: service.job(job_id)["progress"]["epoch"] > 0.5)
+        with s3_server.paused():
+            time.sleep(30)
+            stalled = service.job(job_id)  # the API reads jobs from the database alone
+            assert stalled["status"] == "running"
+            assert stalled["progress"]["epoch"] == 1.0  # waiting on epoch 1's checkpoint
+        done = assert_finished_once(service, job_id, 2)
+        assert done["attempts"] == 1
+        keys = s3_server.keys(prefix)
+        model = done["model_id"]
+        assert f"models/{model}/_manifest.json" in keys
+        kept = {k.split("/")[2] for k in keys if k.startswith(f"checkpoints/{job_id}/")}
+        assert kept == {"epoch-1-a1", "epoch-2-a1"}
+        with service.client() as client:
+            answer = client.post(f"/v1/models/{model}/predict", json={"inputs": ["good"]})
+            assert answer.status_code == 200, answer.text
+    finally:
+        service.stop()
