@@ -78,7 +78,7 @@ def one_run(
                 started = time.monotonic()
                 answer = client.post(
                     f"/v1/models/{job['model_id']}/predict",
-                    json={"inputs": [["The cat sat.", "A cat was sitting."]]},
+                    json={"inputs": [{"text": "The cat sat.", "text_pair": "A cat was sitting."}]},
                 )
                 answer.raise_for_status()
                 calls.append(time.monotonic() - started)
