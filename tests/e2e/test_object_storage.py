@@ -25,11 +25,6 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def prefix(s3_server: S3Server) -> str:
-    return s3_server.prefix()
-
-
-@pytest.fixture
 def service(
     tmp_path: Path,
     tiny_model_dir: Path,

@@ -24,12 +24,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def prefix(s3_server: S3Server) -> str:
-    return s3_server.prefix()
-
-
-@pytest.fixture
-def cluster(
+def service(
     tmp_path: Path,
     tiny_model_dir: Path,
     s3_server: S3Server,
@@ -37,10 +32,11 @@ def cluster(
     postgres_url: str,
     redis_url: str,
 ) -> Iterator[Service]:
+    """Production mode on the store, not started yet: each test starts the processes it needs."""
     env = {**s3_server.env(prefix), "TUNESERVE_DATA_DIR": str(tmp_path / "api")}
     service = make_service(tmp_path, tiny_model_dir, postgres_url, redis_url, **env)
     try:
-        yield service.start(worker=False)
+        yield service
     finally:
         service.stop()
 
@@ -54,8 +50,9 @@ def files_under(folder: Path) -> list[str]:
 
 
 def test_a_job_resumes_on_another_machine_from_the_stored_checkpoint(
-    cluster: Service, s3_server: S3Server, prefix: str, tmp_path: Path
+    service: Service, s3_server: S3Server, prefix: str, tmp_path: Path
 ) -> None:
+    cluster = service.start(worker=False)
     first = cluster.start_worker("worker-a", env=machine(tmp_path, "machine-a"))
     train = cluster.upload(sentiment_rows(240))
     dev = cluster.upload(sentiment_rows(40, seed=1), name="dev.jsonl")
@@ -102,40 +99,31 @@ def test_a_job_resumes_on_another_machine_from_the_stored_checkpoint(
 
 
 def test_the_store_down_for_30_s_at_a_checkpoint_is_survived(
-    tmp_path: Path,
-    tiny_model_dir: Path,
-    s3_server: S3Server,
-    prefix: str,
-    postgres_url: str,
-    redis_url: str,
+    service: Service, s3_server: S3Server, prefix: str
 ) -> None:
     """The store stops answering (SIGSTOP: requests hang, as on a dead network) during epoch
     1 and stays down for 30 s, over the upload of epoch 1's checkpoint: the upload waits and
     is retried, the job goes on in the same attempt and succeeds with a complete model."""
     if s3_server.pgid is None:
         pytest.skip("the server's process group is unknown: it cannot be paused")
-    env = {**s3_server.env(prefix), "TUNESERVE_LEASE_SECONDS": "10"}
-    service = make_service(tmp_path, tiny_model_dir, postgres_url, redis_url, **env)
-    try:
-        service.start()
-        train = service.upload(sentiment_rows(240))
-        dev = service.upload(sentiment_rows(40, seed=1), name="dev.jsonl")
-        job_id = service.create_job(spec(train, dev, epochs=2))["id"]
-        wait_until(lambda: service.job(job_id)["progress"]["epoch"] > 0.5)
-        with s3_server.paused():
-            time.sleep(30)
-            stalled = service.job(job_id)  # the API reads jobs from the database alone
-            assert stalled["status"] == "running"
-            assert stalled["progress"]["epoch"] == 1.0  # waiting on epoch 1's checkpoint
-        done = assert_finished_once(service, job_id, 2)
-        assert done["attempts"] == 1
-        keys = s3_server.keys(prefix)
-        model = done["model_id"]
-        assert f"models/{model}/_manifest.json" in keys
-        kept = {k.split("/")[2] for k in keys if k.startswith(f"checkpoints/{job_id}/")}
-        assert kept == {"epoch-1-a1", "epoch-2-a1"}
-        with service.client() as client:
-            answer = client.post(f"/v1/models/{model}/predict", json={"inputs": ["good"]})
-            assert answer.status_code == 200, answer.text
-    finally:
-        service.stop()
+    service.env["TUNESERVE_LEASE_SECONDS"] = "10"
+    service.start()
+    train = service.upload(sentiment_rows(240))
+    dev = service.upload(sentiment_rows(40, seed=1), name="dev.jsonl")
+    job_id = service.create_job(spec(train, dev, epochs=2))["id"]
+    wait_until(lambda: service.job(job_id)["progress"]["epoch"] > 0.5)
+    with s3_server.paused():
+        time.sleep(30)
+        stalled = service.job(job_id)  # the API reads jobs from the database alone
+        assert stalled["status"] == "running"
+        assert stalled["progress"]["epoch"] == 1.0  # waiting on epoch 1's checkpoint
+    done = assert_finished_once(service, job_id, 2)
+    assert done["attempts"] == 1
+    keys = s3_server.keys(prefix)
+    model = done["model_id"]
+    assert f"models/{model}/_manifest.json" in keys
+    kept = {k.split("/")[2] for k in keys if k.startswith(f"checkpoints/{job_id}/")}
+    assert kept == {"epoch-1-a1", "epoch-2-a1"}
+    with service.client() as client:
+        answer = client.post(f"/v1/models/{model}/predict", json={"inputs": ["good"]})
+        assert answer.status_code == 200, answer.text
