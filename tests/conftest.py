@@ -79,6 +79,17 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["S3Server"]:
     server.stop()
 
 
+@pytest.fixture
+def own_s3_server(tmp_path: Path) -> Iterator["S3Server"]:
+    """A SeaweedFS of this test's own (it starts in about a second), for a test that stops
+    the server: the session's is shared with tests that may run beside it."""
+    from tests.support import seaweedfs
+
+    server = seaweedfs.start(tmp_path / "own-seaweedfs")
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("base-models") / "tiny")

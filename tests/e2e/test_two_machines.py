@@ -10,7 +10,6 @@ import re
 import signal
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,22 +22,12 @@ from tests.support.tiny_model import sentiment_rows
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def service(
-    tmp_path: Path,
-    tiny_model_dir: Path,
-    s3_server: S3Server,
-    prefix: str,
-    postgres_url: str,
-    redis_url: str,
-) -> Iterator[Service]:
-    """Production mode on the store, not started yet: each test starts the processes it needs."""
-    env = {**s3_server.env(prefix), "TUNESERVE_DATA_DIR": str(tmp_path / "api")}
-    service = make_service(tmp_path, tiny_model_dir, postgres_url, redis_url, **env)
-    try:
-        yield service
-    finally:
-        service.stop()
+def on_store(
+    tmp_path: Path, tiny_model_dir: Path, server: S3Server, pg: str, redis: str
+) -> Service:
+    """Production mode on the store, not started: each test starts the processes it needs."""
+    env = {**server.env(server.prefix()), "TUNESERVE_DATA_DIR": str(tmp_path / "api")}
+    return make_service(tmp_path, tiny_model_dir, pg, redis, **env)
 
 
 def machine(tmp_path: Path, name: str) -> dict[str, str]:
@@ -50,9 +39,18 @@ def files_under(folder: Path) -> list[str]:
 
 
 def test_a_job_resumes_on_another_machine_from_the_stored_checkpoint(
-    service: Service, s3_server: S3Server, prefix: str, tmp_path: Path
+    s3_server: S3Server, tmp_path: Path, tiny_model_dir: Path, postgres_url: str, redis_url: str
 ) -> None:
-    cluster = service.start(worker=False)
+    cluster = on_store(tmp_path, tiny_model_dir, s3_server, postgres_url, redis_url)
+    try:
+        resume_elsewhere(cluster, s3_server, tmp_path)
+    finally:
+        cluster.stop()
+
+
+def resume_elsewhere(cluster: Service, s3_server: S3Server, tmp_path: Path) -> None:
+    prefix = cluster.env["TUNESERVE_STORAGE_URL"].rsplit("/", 1)[1]
+    cluster.start(worker=False)
     first = cluster.start_worker("worker-a", env=machine(tmp_path, "machine-a"))
     train = cluster.upload(sentiment_rows(240))
     dev = cluster.upload(sentiment_rows(40, seed=1), name="dev.jsonl")
@@ -99,14 +97,21 @@ def test_a_job_resumes_on_another_machine_from_the_stored_checkpoint(
 
 
 def test_the_store_down_for_30_s_at_a_checkpoint_is_survived(
-    service: Service, s3_server: S3Server, prefix: str
+    own_s3_server: S3Server, tmp_path: Path, tiny_model_dir: Path, postgres_url: str, redis_url: str
 ) -> None:
     """The store stops answering (SIGSTOP: requests hang, as on a dead network) during epoch
     1 and stays down for 30 s, over the upload of epoch 1's checkpoint: the upload waits and
     is retried, the job goes on in the same attempt and succeeds with a complete model."""
-    if s3_server.pgid is None:
-        pytest.skip("the server's process group is unknown: it cannot be paused")
+    service = on_store(tmp_path, tiny_model_dir, own_s3_server, postgres_url, redis_url)
     service.env["TUNESERVE_LEASE_SECONDS"] = "10"
+    try:
+        store_down(service, own_s3_server)
+    finally:
+        service.stop()
+
+
+def store_down(service: Service, s3_server: S3Server) -> None:
+    prefix = service.env["TUNESERVE_STORAGE_URL"].rsplit("/", 1)[1]
     service.start()
     train = service.upload(sentiment_rows(240))
     dev = service.upload(sentiment_rows(40, seed=1), name="dev.jsonl")

@@ -348,11 +348,10 @@ def test_wrong_credentials_fail_check_with_one_clear_line(
         wrong.put("files/x.csv", b"x")
 
 
-def test_a_store_paused_for_seconds_is_survived(s3: ObjectStorage, s3_server: S3Server) -> None:
-    if s3_server.pgid is None:
-        pytest.skip("the server's process group is unknown: it cannot be paused")
+def test_a_store_paused_for_seconds_is_survived(own_s3_server: S3Server, tmp_path: Path) -> None:
+    s3 = object_storage(own_s3_server, tmp_path)
     writer = threading.Thread(target=s3.put, args=("files/file_p.csv", b"p" * 1000))
-    with s3_server.paused():  # for 3 s
+    with own_s3_server.paused():  # for 3 s
         started = time.monotonic()
         writer.start()
         writer.join(timeout=3)
