@@ -40,7 +40,7 @@ SPEC = {"text_column": "#1 String", "text_pair_column": "#2 String", "label_colu
 
 
 def one_run(
-    folder: Path, env: dict[str, str], base: Path, train: bytes, dev: bytes
+    folder: Path, env: dict[str, str], base: Path, train: bytes, dev: bytes, epochs: int
 ) -> dict[str, Any]:
     """One job on a fresh data directory, then the API restarted cold for two predict calls."""
     from tests.support.auth import issue_test_key
@@ -59,7 +59,7 @@ def one_run(
                     "train_file_id": upload(client, "train.tsv", train, None),
                     "validation_file_id": upload(client, "dev.tsv", dev, None),
                 },
-                "hyperparameters": {"num_train_epochs": 1},
+                "hyperparameters": {"num_train_epochs": epochs},
                 **SPEC,
             }
             created = client.post("/v1/jobs", json=spec)
@@ -95,6 +95,9 @@ def one_run(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="each backend this many times")
+    parser.add_argument(
+        "--epochs", type=int, default=1, help="2 or more: checkpoints are stored between epochs"
+    )
     parser.add_argument("--train-rows", type=int, help="MRPC's first rows only (default all)")
     parser.add_argument("--dev-rows", type=int)
     parser.add_argument("--base", type=Path, help="a base model folder (default MiniLM)")
@@ -120,7 +123,7 @@ def main() -> int:
         try:
             for index, backend in enumerate(order):
                 env = server.env(server.prefix()) if backend == "store" else {}
-                result = one_run(root / f"run-{index}", env, base, train, dev)
+                result = one_run(root / f"run-{index}", env, base, train, dev, args.epochs)
                 print(backend, json.dumps(result), flush=True)
                 runs[backend].append(result)
         finally:

@@ -139,7 +139,9 @@ class JobProgressCallback(TrainerCallback):
         if self.kept is not None and abs(epoch - round(epoch)) < 1e-6:
             self.kept.keep(round(epoch), state.global_step, folder)
         storage = get_storage(self.lease.settings)
+        started = time.monotonic()
         key = store_checkpoint(storage, self.lease.fence, folder, state.global_step)
+        logger.info("job %s stored %s in %.1f s", self.job_id, key, time.monotonic() - started)
         self.lease.write(lambda repo: repo.record_checkpoint(self.lease.fence, key, data))
         prune_stored_checkpoints(storage, self.lease.fence, key)
         for old in output.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
