@@ -182,21 +182,26 @@ def test_a_lone_request_of_another_tenant_is_not_queued_behind_a_flood() -> None
     assert passes.index(("b:fp32", ["b"])) <= 2
 
 
-def parked(service: PredictService) -> bool:
-    """Whether the forward thread is blocked in a condition wait (not spinning), sampled a few
-    times."""
+def parked(service: PredictService, within: float = 5.0) -> bool:
+    """Whether the forward thread comes to block in a condition wait (not spinning) within
+    `within` seconds and stays there for 20 samples in a row. A thread just done with a pass
+    may take a moment to get there on a loaded machine; a spinning one never stays."""
     thread = service.batcher._thread
     assert thread.ident is not None and thread.is_alive()
-    for _ in range(20):
+    deadline = time.monotonic() + within
+    streak = 0
+    while time.monotonic() < deadline:
         frame = sys._current_frames().get(thread.ident)
         names = []
         while frame is not None:
             names.append((frame.f_code.co_name, frame.f_code.co_filename))
             frame = frame.f_back
-        if not any(name == "wait" and file == threading.__file__ for name, file in names):
-            return False
+        waiting = any(name == "wait" and file == threading.__file__ for name, file in names)
+        streak = streak + 1 if waiting else 0
+        if streak >= 20:
+            return True
         time.sleep(0.005)
-    return True
+    return False
 
 
 def closed_promptly(service: PredictService) -> bool:
