@@ -2,7 +2,7 @@
 of its own (no shared volume), on PostgreSQL + Redis + SeaweedFS. The first worker is killed
 (kill -9) mid-epoch 2; the second resumes from the checkpoint the first stored, on its own
 disk; predict and the archive come through the API from the store; deletes free the store.
-And the store down for 30 s while a job stores a checkpoint."""
+And the store down for 30 s while a job stores a checkpoint, and again over its final upload."""
 
 import io
 import os
@@ -101,7 +101,8 @@ def test_the_store_down_for_30_s_at_a_checkpoint_is_survived(
 ) -> None:
     """The store stops answering (SIGSTOP: requests hang, as on a dead network) during epoch
     1 and stays down for 30 s, over the upload of epoch 1's checkpoint: the upload waits and
-    is retried, the job goes on in the same attempt and succeeds with a complete model."""
+    is retried, the job goes on in the same attempt. Down again for 10 s over the final
+    uploads: the job is not `succeeded` until its model is stored whole, and then it is."""
     service = on_store(tmp_path, tiny_model_dir, own_s3_server, postgres_url, redis_url)
     service.env["TUNESERVE_LEASE_SECONDS"] = "10"
     try:
@@ -122,6 +123,10 @@ def store_down(service: Service, s3_server: S3Server) -> None:
         stalled = service.job(job_id)  # the API reads jobs from the database alone
         assert stalled["status"] == "running"
         assert stalled["progress"]["epoch"] == 1.0  # waiting on epoch 1's checkpoint
+    wait_until(lambda: service.job(job_id)["progress"]["epoch"] >= 1.5)
+    with s3_server.paused():  # over the end: epoch 2's weights and the model are uploaded
+        time.sleep(10)
+        assert service.job(job_id)["status"] == "running"  # not succeeded without its model
     done = assert_finished_once(service, job_id, 2)
     assert done["attempts"] == 1
     keys = s3_server.keys(prefix)
