@@ -13,4 +13,4 @@ ruff format --check .
 mypy
 # Three test processes: most end-to-end tests wait on the processes they start, so three share
 # two cores well (TUNESERVE_TEST_WORKERS=0 runs them in this process, one at a time).
-HF_HUB_OFFLINE=1 python -m pytest -n "${TUNESERVE_TEST_WORKERS:-3}" --dist worksteal "$@"
+HF_HUB_OFFLINE=1 python -m pytest -n "${TUNESERVE_TEST_WORKERS:-3}" --dist load "$@"

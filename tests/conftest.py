@@ -37,24 +37,6 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
-# Tests that start processes (the service, a worker, a bench script) or fuzz it: minutes each.
-HEAVY = ("tests/bench/", "tests/e2e/", "tests/fuzz/")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist's worksteal (scripts/test.sh), each of N processes starts on an equal,
-    contiguous share of the collection: each share is made to begin with its 1/N of the heavy
-    tests, so that they all start early and no process ends on a long tail of them."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    if workers < 2:
-        return
-    root = Path(str(config.rootpath))
-    heavy = [i for i in items if Path(str(i.path)).relative_to(root).as_posix().startswith(HEAVY)]
-    chosen = set(map(id, heavy))
-    light = [i for i in items if id(i) not in chosen]
-    items[:] = [i for k in range(workers) for i in (*heavy[k::workers], *light[k::workers])]
-
-
 def reset_caches() -> None:
     """Drop every process-wide cache built from settings, after the environment changed."""
     import app.queue
