@@ -17,13 +17,12 @@ from app.core.config import Settings
 from app.jobs.repository import Fence
 from app.jobs.schemas import JobSpec
 from app.storage import Storage, StorageIntegrityError, StorageKeyError, check_key, get_storage
-from app.storage.keys import checkpoints_prefix
+from app.storage.keys import resume_prefix
 
 logger = logging.getLogger(__name__)
 # What a checkpoint needs to resume training; the job's row points only at checkpoints
 # written completely, this is checked again before resuming.
 CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "config.json")
-RESUME = "resume"
 
 
 @dataclass(frozen=True)
@@ -55,12 +54,6 @@ def attempt_folder(settings: Settings, fence: Fence) -> Path:
 def is_complete(checkpoint: Path) -> bool:
     has_weights = any(checkpoint.glob("*.safetensors"))
     return has_weights and all((checkpoint / name).is_file() for name in CHECKPOINT_FILES)
-
-
-def resume_prefix(job_id: str) -> str:
-    """Where a running job's checkpoints (weights and optimizer state) are stored, each a
-    tree `checkpoint-<step>-a<attempt>/`: a name no other attempt writes."""
-    return f"{checkpoints_prefix(job_id)}{RESUME}/"
 
 
 def store_checkpoint(storage: Storage, fence: Fence, folder: Path, step: int) -> str:

@@ -23,6 +23,12 @@ from worker.lease import LeaseKeeper
 logger = logging.getLogger(__name__)
 
 
+def at_epoch_end(state: TrainerState) -> bool:
+    """Whether the Trainer's state is at an epoch's last step (its epoch a whole number)."""
+    epoch = float(state.epoch or 0.0)
+    return abs(epoch - round(epoch)) < 1e-6
+
+
 class JobProgressCallback(TrainerCallback):
     """Writes one metrics row per evaluated epoch and stops training when asked to."""
 
@@ -75,8 +81,7 @@ class JobProgressCallback(TrainerCallback):
         self._record_progress(state)
         if self.step_delay:
             time.sleep(self.step_delay)
-        epoch = float(state.epoch or 0.0)
-        if self.lease.stop_reason is StopReason.shutdown and abs(epoch - round(epoch)) < 1e-6:
+        if self.lease.stop_reason is StopReason.shutdown and at_epoch_end(state):
             return control  # an epoch's last step: it is evaluated and saved first (epoch end)
         if self._maybe_stop(control) and self.lease.stop_reason is StopReason.shutdown:
             control.should_save = True  # a checkpoint at this step, to resume elsewhere
@@ -135,9 +140,8 @@ class JobProgressCallback(TrainerCallback):
         output = Path(str(args.output_dir))
         folder = output / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         data = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
-        epoch = float(state.epoch or 0.0)
-        if self.kept is not None and abs(epoch - round(epoch)) < 1e-6:
-            self.kept.keep(round(epoch), state.global_step, folder)
+        if self.kept is not None and at_epoch_end(state):
+            self.kept.keep(round(float(state.epoch or 0.0)), state.global_step, folder)
         storage = get_storage(self.lease.settings)
         started = time.monotonic()
         key = store_checkpoint(storage, self.lease.fence, folder, state.global_step)

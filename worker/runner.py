@@ -31,15 +31,9 @@ from app.models.service import refresh_model_card
 from app.observability.worker import record_job_finished
 from app.queue import enqueue_after_commit
 from app.storage import StorageError, get_storage
-from app.storage.keys import checkpoints_prefix, file_key, model_prefix
+from app.storage.keys import checkpoints_prefix, file_key, model_prefix, resume_prefix
 from app.tables import DatasetFile, TrainedModel, new_id, utcnow
-from worker.attempt import (
-    Attempt,
-    adopt_checkpoint,
-    attempt_folder,
-    prune_attempts,
-    resume_prefix,
-)
+from worker.attempt import Attempt, adopt_checkpoint, attempt_folder, prune_attempts
 from worker.batch import BatchAttempt
 from worker.errors import JobFailure, TrainingInterrupted
 from worker.lease import LeaseKeeper

@@ -16,6 +16,12 @@ def checkpoints_prefix(job_id: str) -> str:
     return f"checkpoints/{job_id}/"
 
 
+def resume_prefix(job_id: str) -> str:
+    """A running job's checkpoints to resume from (weights and optimizer state), each a tree
+    `checkpoint-<step>-a<attempt>/`: a name no other attempt writes."""
+    return f"{checkpoints_prefix(job_id)}resume/"
+
+
 def outputs_prefix(job_id: str) -> str:
     """Files a job produced (batch predictions, evaluations)."""
     return f"outputs/{job_id}/"

@@ -39,12 +39,7 @@ class S3Server:
     access_key: str
     secret_key: str
     bucket: str
-    process: subprocess.Popen[bytes] | None = None  # a server this process started
-    pgid: int | None = None  # the server's process group, ours or .ci/run's (for paused())
-
-    def __post_init__(self) -> None:
-        if self.pgid is None and self.process is not None:
-            self.pgid = self.process.pid
+    process: subprocess.Popen[bytes] | None = None
 
     def prefix(self) -> str:
         """A fresh prefix, so that tests sharing the server never see each other's objects."""
@@ -91,13 +86,13 @@ class S3Server:
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
         """The server stopped (SIGSTOP) for the block: requests hang, as on a dead network."""
-        if self.pgid is None:
-            raise RuntimeError("only a server whose process group is known can be paused")
-        os.killpg(self.pgid, signal.SIGSTOP)
+        if self.process is None:
+            raise RuntimeError("only a server these tests started can be paused")
+        os.killpg(self.process.pid, signal.SIGSTOP)
         try:
             yield
         finally:
-            os.killpg(self.pgid, signal.SIGCONT)
+            os.killpg(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -119,9 +114,6 @@ def from_env() -> S3Server | None:
         os.environ.get("TUNESERVE_TEST_S3_ACCESS_KEY_ID", ACCESS_KEY),
         os.environ.get("TUNESERVE_TEST_S3_SECRET_ACCESS_KEY", SECRET_KEY),
         os.environ.get("TUNESERVE_TEST_S3_BUCKET", BUCKET),
-        pgid=int(os.environ["TUNESERVE_CI_SEAWEEDFS_PGID"])
-        if os.environ.get("TUNESERVE_CI_SEAWEEDFS_PGID")
-        else None,
     )
 
 
